@@ -1,0 +1,216 @@
+"""Run configuration: frozen, hashable dataclasses addressed by dotted keys (`optim.lr`).
+
+A config splits into *static* fields, which change shapes or the compiled graph (depth,
+activation, optimizer family, ...), and *dynamic* ones (DYNAMIC_KEYS), which are traced numbers:
+one compiled program serves every value of them, so a sweep over them costs no recompilation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from sigjax.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    depth: int = 1  # hidden layers; the output layer comes on top
+    width: int = 32
+    activation: str = "sigmoid"
+    head_activation: str = "identity"  # applied to the output layer (the blog's net: sigmoid)
+    out_dim: int | None = None  # None: taken from the data
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    scheme: str = "gaussian"  # see sigjax.initializers.SCHEMES
+    sigma_w2: float = 1.0  # weight variance multiplier (traced): W = sqrt(sigma_w2) * base
+    sigma_b2: float = 0.0  # bias variance (traced): b ~ N(0, sigma_b2)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "sgd"  # sgd, momentum, nesterov, adam, rmsprop, adagrad
+    lr: float = 0.1
+    momentum: float = 0.9  # momentum / nesterov
+    b1: float = 0.9  # adam
+    b2: float = 0.999  # adam
+    eps: float = 1e-8  # adam, rmsprop, adagrad
+    decay: float = 0.9  # rmsprop
+    weight_decay: float = 0.0  # decoupled (added to the update), all optimizers
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "seed_regression"  # see sigjax.data.DATASETS
+    n_train: int = 100
+    n_test: int = 0
+    dim: int = 10  # input dimension of synthetic tasks
+    out_dim: int = 1  # targets of synthetic regression tasks / classes of teacher tasks
+    seed: int = 0  # the task itself (shared by all members of a sweep)
+    standardize: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    log_every: int = 10
+    batch_size: int = 0  # 0: full batch (plain gradient descent)
+    loss: str = "mse"  # mse, softmax_ce, sigmoid_bce
+    loss_threshold: float = 0.05  # for steps-to-threshold in summaries
+    diverge_factor: float = 1e4  # a loss above this × the step-0 loss counts as divergence
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0  # a member's own stream: initial weights and minibatch order
+
+
+# Traced per member; everything else is static (part of the compiled program).
+DYNAMIC_KEYS = (
+    "optim.lr",
+    "optim.momentum",
+    "optim.b1",
+    "optim.b2",
+    "optim.eps",
+    "optim.decay",
+    "optim.weight_decay",
+    "init.sigma_w2",
+    "init.sigma_b2",
+    "seed",
+)
+
+
+def keys(cfg: Any = None, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of a config (of the Config class when cfg is None)."""
+    cls = type(cfg) if cfg is not None else Config
+    out = []
+    for f in dataclasses.fields(cls):
+        sub = _field_type(cls, f.name)
+        if dataclasses.is_dataclass(sub):
+            out += keys(sub(), prefix + f.name + ".")
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+def get(cfg: Config, key: str) -> Any:
+    obj: Any = cfg
+    for part in _check_key(key).split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def replace(cfg: Config, updates: dict[str, Any]) -> Config:
+    """A new Config with dotted keys set; values are converted to the field's type."""
+    for key, value in updates.items():
+        cfg = _replace_one(cfg, _check_key(key).split("."), value, key)
+    return cfg
+
+
+def parse_value(key: str, text: str) -> Any:
+    """Convert a command-line string to the type of field `key` (UserError if it does not fit)."""
+    _check_key(key)
+    return _convert(key, _leaf_type(key), text)
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_json(cfg: Config) -> str:
+    return json.dumps(to_dict(cfg), sort_keys=True)
+
+
+def from_dict(d: dict) -> Config:
+    flat = {}
+
+    def walk(sub: dict, prefix: str) -> None:
+        for k, v in sub.items():
+            if isinstance(v, dict):
+                walk(v, prefix + k + ".")
+            else:
+                flat[prefix + k] = v
+
+    walk(d, "")
+    return replace(Config(), flat)
+
+
+def _check_key(key: str) -> str:
+    if key not in _all_keys():
+        raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(_all_keys())}")
+    return key
+
+
+def _all_keys() -> list[str]:
+    return keys()
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _leaf_type(key: str) -> Any:
+    cls: Any = Config
+    *parents, leaf = key.split(".")
+    for p in parents:
+        cls = _field_type(cls, p)
+    return _field_type(cls, leaf)
+
+
+def _replace_one(obj: Any, parts: list[str], value: Any, key: str) -> Any:
+    head, rest = parts[0], parts[1:]
+    if rest:
+        return dataclasses.replace(
+            obj, **{head: _replace_one(getattr(obj, head), rest, value, key)}
+        )
+    return dataclasses.replace(obj, **{head: _convert(key, _leaf_type(key), value)})
+
+
+def _convert(key: str, typ: Any, value: Any) -> Any:
+    """Coerce value (a string from the command line, or a Python value) to typ, strictly."""
+    args = typing.get_args(typ)
+    if typing.get_origin(typ) in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(key, inner[0], value)
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                low = value.lower()
+                if low not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return low in ("true", "1", "yes")
+            if isinstance(value, bool | int):
+                return bool(value)
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value) if not isinstance(value, str) else int(value, 10)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if typ is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        name = getattr(typ, "__name__", str(typ))
+        raise UserError(f"{key} expects {name}, got {value!r}") from None
+    raise TypeError(f"unsupported config field type {typ} for {key}")

@@ -1,0 +1,149 @@
+"""Trajectories -> an `xarray.Dataset` with named dims; netCDF I/O; provenance.
+
+Dims: one per grid axis (named by the key's last part: `lr`, `seed`, `activation`, …), in the
+grid's order, then `step` (logged step numbers) and `layer` (1 = first hidden layer, the last is
+the output layer). Groups of different depth pad `layer` with NaN; `n_layers` says how many are
+real. `diverged_at` is the step a member diverged at, NaN if it never did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from sigjax.config import Config, to_json
+from sigjax.grid import Axis
+
+PER_STEP = ("loss", "test_loss", "test_accuracy")
+PER_LAYER = ("grad_norm", "grad_norm_bias", "weight_norm", "act_mean", "act_std", "saturation")
+FORMAT_VERSION = 1
+
+
+def to_dataset(
+    cfg: Config,
+    axes: Sequence[Axis],
+    group_index: Sequence[tuple[int, ...]],
+    group_records: Sequence[dict[str, np.ndarray]],
+    extra_attrs: dict | None = None,
+) -> xr.Dataset:
+    """Assemble per-group arrays into one Dataset.
+
+    group_records[g][name] has shape (M, T) or (M, T, L_g) (M = members of the group, in C order
+    over the dynamic axes), plus `diverged_at` (M,). group_index[g] is the group's position along
+    the static axes.
+    """
+    static = [a for a in axes if not a.dynamic]
+    dynamic = [a for a in axes if a.dynamic]
+    s_shape = tuple(len(a.values) for a in static)
+    d_shape = tuple(len(a.values) for a in dynamic)
+    n_steps = cfg.train.steps // cfg.train.log_every + 1
+    n_layer = max(r["grad_norm"].shape[-1] for r in group_records)
+
+    names = [n for n in (*PER_STEP, *PER_LAYER) if any(n in r for r in group_records)]
+    full = {}
+    for name in names:
+        tail = (n_steps, n_layer) if name in PER_LAYER else (n_steps,)
+        full[name] = np.full(s_shape + d_shape + tail, np.nan, np.float32)
+    full["diverged_at"] = np.full(s_shape + d_shape, np.nan, np.float32)
+    full["n_layers"] = np.zeros(s_shape + d_shape, np.int32)
+    for idx, rec in zip(group_index, group_records, strict=True):
+        for name in names:
+            if name not in rec:
+                continue
+            arr = rec[name].reshape(d_shape + rec[name].shape[1:])
+            target = full[name][idx]
+            if name in PER_LAYER:
+                target[..., : arr.shape[-1]] = arr
+            else:
+                target[...] = arr
+        div = rec["diverged_at"].reshape(d_shape).astype(np.float32)
+        full["diverged_at"][idx] = np.where(div < 0, np.nan, div)
+        full["n_layers"][idx] = rec["grad_norm"].shape[-1]
+
+    dims = [a.dim for a in static] + [a.dim for a in dynamic]
+    data_vars = {}
+    for name, arr in full.items():
+        extra = ["step", "layer"] if name in PER_LAYER else ["step"] if name in PER_STEP else []
+        data_vars[name] = (dims + extra, arr)
+    coords = {a.dim: list(a.values) for a in axes}
+    coords["step"] = np.arange(n_steps) * cfg.train.log_every
+    coords["layer"] = np.arange(1, n_layer + 1)
+    ds = xr.Dataset(data_vars, coords=coords)
+    ds = ds.transpose(*[a.dim for a in axes], "step", "layer")
+    ds.attrs = {
+        "config": to_json(cfg),
+        "grid": json.dumps([[a.key, list(a.values)] for a in axes]),
+        "format_version": FORMAT_VERSION,
+        **provenance(),
+        **(extra_attrs or {}),
+    }
+    return ds
+
+
+def provenance() -> dict[str, str]:
+    """Versions, device and code revision, as strings fit for netCDF attributes."""
+    import flax
+    import jax
+    import jaxlib
+    import optax
+
+    import sigjax
+
+    devices = jax.devices()
+    return {
+        "sigjax_version": sigjax.__version__,
+        "git_commit": _git_commit(),
+        "jax_version": jax.__version__,
+        "jaxlib_version": jaxlib.__version__,
+        "flax_version": flax.__version__,
+        "optax_version": optax.__version__,
+        "device_kind": devices[0].device_kind,
+        "device_count": str(len(devices)),
+        "process_count": str(jax.process_count()),
+        "host": platform.node(),
+        "python_version": platform.python_version(),
+    }
+
+
+def _git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if out.returncode != 0:
+        return "unknown"
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def save(ds: xr.Dataset, path: str | os.PathLike) -> None:
+    """Write netCDF atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    ds.to_netcdf(tmp, engine="netcdf4")
+    os.replace(tmp, path)
+
+
+def load(path: str | os.PathLike) -> xr.Dataset:
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        return ds.load()
+
+
+def config_of(ds: xr.Dataset) -> dict:
+    return json.loads(ds.attrs["config"])

@@ -1,0 +1,275 @@
+"""Training as a pure function: `make_train(cfg)(hparams, key) -> (state, trajectory)`.
+
+The loop is a `lax.scan` over *log segments*: each segment measures the model (loss, per-layer
+gradient norms, activation statistics) on the step's minibatch, applies that step's update, and
+then takes `log_every - 1` plain steps in an inner scan. After the last segment the final model
+is measured once more, so a trajectory has `steps // log_every + 1` records at steps
+0, log_every, …, steps.
+
+Keys: `fold_in(key, 0)` draws the initial weights and `fold_in(key, 1)` the minibatches
+(`fold_in(data_key, step)` at each step), so a run split into segments draws exactly the same
+numbers as one run straight through.
+
+Divergence: when a step's loss is non-finite or above `train.diverge_factor` × the step-0 loss,
+or its update makes a parameter non-finite, the member keeps its last good parameters, records
+`diverged_at = step` and records NaN after that step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from sigjax import activations, initializers, losses, metrics, models, optim
+from sigjax import data as data_lib
+from sigjax.config import DYNAMIC_KEYS, Config, get
+from sigjax.errors import UserError
+
+HPARAMS = tuple(k.split(".")[-1] for k in DYNAMIC_KEYS if k != "seed")
+Hparams = dict  # name in HPARAMS -> float32 scalar (traced)
+
+
+@flax.struct.dataclass
+class Record:
+    """What is measured at a logged step; per-layer fields are (n_layers,) (with a leading
+    time axis (T, …) in a trajectory, and a member axis in front of that in a sweep)."""
+
+    loss: jax.Array
+    grad_norm: jax.Array  # ‖∂L/∂W_l‖₂
+    grad_norm_bias: jax.Array  # ‖∂L/∂b_l‖₂
+    weight_norm: jax.Array  # ‖W_l‖₂ (Frobenius)
+    act_mean: jax.Array
+    act_std: jax.Array
+    saturation: jax.Array  # share of units with |φ'(z)| < 4% of sup|φ'|
+    test_loss: jax.Array | None = None
+    test_accuracy: jax.Array | None = None
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: Any
+    opt_state: Any
+    step: jax.Array  # int32: steps taken
+    diverged_at: jax.Array  # int32: step that diverged, -1 if none
+    loss0: jax.Array  # the loss measured at step 0 (the yardstick for blow-ups)
+
+
+@flax.struct.dataclass
+class Trajectory:
+    records: Record  # each field with a leading (T,) axis
+    diverged_at: jax.Array
+
+
+def hparams_of(cfg: Config) -> Hparams:
+    """The config's dynamic values as float32 scalars (the seed excepted: it becomes the key)."""
+    return {k.split(".")[-1]: jnp.float32(get(cfg, k)) for k in DYNAMIC_KEYS if k != "seed"}
+
+
+def check_config(cfg: Config) -> None:
+    """UserError for any value the engine cannot run (checked before anything compiles)."""
+    activations.get(cfg.model.activation)
+    activations.get(cfg.model.head_activation)
+    initializers.canonical(cfg.init.scheme)
+    losses.get(cfg.train.loss)
+    if cfg.optim.name not in optim.NAMES:
+        raise UserError(
+            f"unknown optimizer {cfg.optim.name!r}; choose from {', '.join(optim.NAMES)}"
+        )
+    if cfg.data.name not in data_lib.DATASETS:
+        raise UserError(
+            f"unknown dataset {cfg.data.name!r}; choose from {', '.join(data_lib.DATASETS)}"
+        )
+    if not cfg.train.diverge_factor > 1:
+        raise UserError(f"train.diverge_factor must exceed 1, got {cfg.train.diverge_factor}")
+    positive = {
+        "model.width": cfg.model.width,
+        "train.steps": cfg.train.steps,
+        "train.log_every": cfg.train.log_every,
+        "data.n_train": cfg.data.n_train,
+        "data.dim": cfg.data.dim,
+        "data.out_dim": cfg.data.out_dim,
+    }
+    nonneg = {
+        "model.depth": cfg.model.depth,
+        "train.batch_size": cfg.train.batch_size,
+        "data.n_test": cfg.data.n_test,
+    }
+    for key, v in positive.items():
+        if v <= 0:
+            raise UserError(f"{key} must be positive, got {v}")
+    for key, v in nonneg.items():
+        if v < 0:
+            raise UserError(f"{key} must be non-negative, got {v}")
+    if cfg.train.steps % cfg.train.log_every:
+        raise UserError(
+            f"train.steps ({cfg.train.steps}) must be a multiple of "
+            f"train.log_every ({cfg.train.log_every})"
+        )
+    check_hparams({k.split(".")[-1]: get(cfg, k) for k in DYNAMIC_KEYS})
+
+
+def check_hparams(values: dict[str, Any]) -> None:
+    """UserError for a dynamic value out of range (values may be scalars or arrays)."""
+    import numpy as np
+
+    rules = {
+        "lr": (0, False),
+        "momentum": (0, True),
+        "b1": (0, True),
+        "b2": (0, True),
+        "eps": (0, True),
+        "decay": (0, True),
+        "weight_decay": (0, True),
+        "sigma_w2": (0, True),
+        "sigma_b2": (0, True),
+        "seed": (0, True),
+    }
+    for name, v in values.items():
+        arr = np.asarray(v, dtype=float)
+        if not np.all(np.isfinite(arr)):
+            raise UserError(f"{name} must be finite, got {v}")
+        low, inclusive = rules[name]
+        bad = arr < low if inclusive else arr <= low
+        if np.any(bad):
+            what = "non-negative" if inclusive else "positive"
+            raise UserError(f"{name} must be {what}, got {arr[bad].flat[0]:g}")
+        if name in ("momentum", "b1", "b2", "decay") and np.any(arr >= 1):
+            raise UserError(f"{name} must be below 1, got {arr[arr >= 1].flat[0]:g}")
+
+
+@dataclass(frozen=True)
+class Program:
+    """The static part of a run (config and model); its methods are pure functions of arrays.
+
+    Usable piecewise (`init`, `advance`, `finish`) for segmented runs; `train` is the whole run.
+    """
+
+    cfg: Config
+    in_dim: int
+    out_dim: int
+
+    @property
+    def model(self) -> models.MLP:
+        m = self.cfg.model
+        return models.MLP(
+            widths=(m.width,) * m.depth,
+            out_dim=self.out_dim,
+            activation=m.activation,
+            head_activation=m.head_activation,
+            kernel_init=self.cfg.init.scheme,
+        )
+
+    @property
+    def n_logs(self) -> int:
+        """Logged records per run, including the final one."""
+        return self.cfg.train.steps // self.cfg.train.log_every + 1
+
+    def optimizer(self, hp: Hparams) -> optax.GradientTransformation:
+        return optim.make(self.cfg.optim.name, hp)
+
+    def init(self, hp: Hparams, key: jax.Array) -> TrainState:
+        params = models.init_params(
+            self.model, jax.random.fold_in(key, 0), self.in_dim, hp["sigma_w2"], hp["sigma_b2"]
+        )
+        return TrainState(
+            params=params,
+            opt_state=self.optimizer(hp).init(params),
+            step=jnp.int32(0),
+            diverged_at=jnp.int32(-1),
+            loss0=jnp.float32(jnp.nan),
+        )
+
+    def loss_and_aux(self, params, x, y):
+        out, inter = models.apply(self.model, params, x)
+        return losses.get(self.cfg.train.loss)(out, y), inter
+
+    def measure(self, data: data_lib.Data, params, x, y) -> tuple[Any, Record]:
+        """Gradients at params on (x, y) and the Record of this step."""
+        (loss, inter), grads = jax.value_and_grad(self.loss_and_aux, has_aux=True)(params, x, y)
+        gk, gb = metrics.layer_norms(grads)
+        wk, _ = metrics.layer_norms(params)
+        stats = metrics.activation_stats(
+            inter, self.cfg.model.activation, self.cfg.model.head_activation
+        )
+        test = {}
+        if data.has_test:
+            out, _ = models.apply(self.model, params, data.x_test)
+            test["test_loss"] = losses.get(self.cfg.train.loss)(out, data.y_test)
+            if self.cfg.train.loss in losses.CLASSIFICATION:
+                test["test_accuracy"] = losses.accuracy(out, data.y_test, self.cfg.train.loss)
+        rec = Record(loss=loss, grad_norm=gk, grad_norm_bias=gb, weight_norm=wk, **stats, **test)
+        return grads, rec
+
+    def _batch(self, data, key, step):
+        data_key = jax.random.fold_in(jax.random.fold_in(key, 1), step)
+        return data_lib.batch(data, data_key, self.cfg.train.batch_size)
+
+    def step(self, data, hp, key, state: TrainState) -> tuple[TrainState, Record]:
+        """One update (frozen if the member has diverged) and the Record measured before it."""
+        x, y = self._batch(data, key, state.step)
+        grads, rec = self.measure(data, state.params, x, y)
+        updates, opt_state = self.optimizer(hp).update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        alive = state.diverged_at < 0
+        loss0 = jnp.where(state.step == 0, rec.loss, state.loss0)
+        bounded = rec.loss <= self.cfg.train.diverge_factor * loss0  # False for NaN/inf too
+        ok = alive & bounded & metrics.all_finite(params)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+        new_state = TrainState(
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+            step=state.step + 1,
+            diverged_at=jnp.where(alive & ~ok, state.step, state.diverged_at),
+            loss0=loss0,
+        )
+        return new_state, _mask(rec, alive)
+
+    def advance(self, data, hp, key, state: TrainState, n_segments: int):
+        """n_segments log segments from state: (state, Record with leading (n_segments,))."""
+
+        def segment(st, _):
+            st, rec = self.step(data, hp, key, st)
+            st = jax.lax.fori_loop(
+                0, self.cfg.train.log_every - 1, lambda _, s: self.step(data, hp, key, s)[0], st
+            )
+            return st, rec
+
+        return jax.lax.scan(segment, state, None, length=n_segments)
+
+    def finish(self, data, hp, key, state: TrainState) -> Record:
+        """The Record of the final model (no update)."""
+        x, y = self._batch(data, key, state.step)
+        _, rec = self.measure(data, state.params, x, y)
+        return _mask(rec, state.diverged_at < 0)
+
+    def train(self, data, hp: Hparams, key: jax.Array) -> tuple[TrainState, Trajectory]:
+        state = self.init(hp, key)
+        state, recs = self.advance(data, hp, key, state, self.n_logs - 1)
+        last = self.finish(data, hp, key, state)
+        recs = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), recs, last)
+        return state, Trajectory(records=recs, diverged_at=state.diverged_at)
+
+
+def _mask(rec: Record, alive: jax.Array) -> Record:
+    return jax.tree.map(lambda v: jnp.where(alive, v, jnp.nan), rec)
+
+
+def program(cfg: Config, data: data_lib.Data) -> Program:
+    check_config(cfg)
+    out_dim = cfg.model.out_dim or data.out_dim
+    return Program(cfg=cfg, in_dim=data.in_dim, out_dim=out_dim)
+
+
+def make_train(
+    cfg: Config, data: data_lib.Data | None = None
+) -> Callable[[Hparams, jax.Array], tuple[TrainState, Trajectory]]:
+    """`train(hparams, key)` for cfg: pure, jit- and vmap-able (hparams from `hparams_of`)."""
+    data = data_lib.load(cfg.data) if data is None else data
+    prog = program(cfg, data)
+    return lambda hp, key: prog.train(data, hp, key)
