@@ -1,0 +1,118 @@
+"""A study: a base config, a grid, a way to compute results and a report (figures, tables).
+
+`run_study` writes a run directory: results.nc, summary.csv, config.json, report files and
+figures/. It is built in a temporary sibling directory and moved into place only when complete,
+so a failed or interrupted run never leaves half a result, and an existing directory is replaced
+only with `overwrite=True` (and only once the new one is complete).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from sigjax import analysis, config, grid, results, sweep
+from sigjax.config import Config
+from sigjax.errors import UserError
+
+
+def _sweep(cfg: Config, axes: tuple[grid.Axis, ...], progress: bool) -> xr.Dataset:
+    return sweep.run(cfg, axes, progress=progress)
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    description: str  # one line: what it shows and what it writes
+    config: Config
+    grid: dict[str, tuple] = field(default_factory=dict)
+    # (results, run directory) -> headline numbers; writes figures and tables into the directory
+    report: Callable[[xr.Dataset, Path], dict[str, Any]] | None = None
+    compute: Callable[[Config, tuple[grid.Axis, ...], bool], xr.Dataset] = _sweep
+
+    def axes(self) -> tuple[grid.Axis, ...]:
+        return grid.make_axes(self.grid)
+
+    def with_overrides(
+        self, sets: dict[str, Any] | None = None, grids: dict[str, list] | None = None
+    ) -> Study:
+        """`sets` fix a key (a swept key becomes a one-value axis); `grids` add or replace axes."""
+        sets, grids = dict(sets or {}), dict(grids or {})
+        g = dict(self.grid)
+        plain = {}
+        for key, value in sets.items():
+            if key in g:
+                g[key] = (value,)
+            else:
+                plain[key] = value
+        g.update({k: tuple(v) for k, v in grids.items()})
+        cfg = config.replace(self.config, plain)
+        return replace(self, config=cfg, grid=g)
+
+
+def resolve_out(name: str, out: str | os.PathLike | None, overwrite: bool) -> Path:
+    path = Path(out) if out is not None else Path("runs") / name
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} already exists; pass --overwrite to replace it or --out elsewhere")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} exists and is not a directory")
+    return path
+
+
+def run_study(
+    study: Study,
+    out: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> tuple[xr.Dataset, Path, dict[str, Any]]:
+    """Compute, report and write the study; returns (results, run directory, headline numbers)."""
+    path = resolve_out(study.name, out, overwrite)
+    axes = study.axes()
+    if study.compute is _sweep:
+        sweep.check(study.config, axes)  # every bad value fails here, before any compile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        t0 = time.perf_counter()
+        ds = study.compute(study.config, axes, progress)
+        ds.attrs["study"] = study.name
+        ds.attrs["wall_time_s"] = time.perf_counter() - t0
+        (tmp / "figures").mkdir()
+        headline = study.report(ds, tmp) if study.report else {}
+        results.save(ds, tmp / "results.nc")
+        if "loss" in ds:
+            table = analysis.summary_table(ds, study.config.train.loss_threshold)
+            table.to_csv(tmp / "summary.csv", index=False)
+        meta = {
+            "study": study.name,
+            "config": config.to_dict(study.config),
+            "grid": {a.key: list(a.values) for a in axes},
+            "headline": headline,
+        }
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        _move_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ds, path, headline
+
+
+def _move_into_place(tmp: Path, path: Path) -> None:
+    """Rename tmp to path; an existing path is set aside first and removed only after."""
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
