@@ -230,7 +230,9 @@ def _figure(ds, best, steps, thr, out) -> None:
         axes[row, 0].set(yscale="log", ylabel=f"depth {depth}\ntraining MSE")
         axes[row, 1].axhline(1.0, color="k", lw=0.8, ls=":")
         axes[row, 1].set(yscale="log", ylabel="‖∇W₁‖ / ‖∇W_out‖")
-        axes[row, 2].set(xscale="log", yscale="log", ylabel=f"median steps to MSE ≤ {thr}")
+        axes[row, 2].set(xscale="log", ylabel=f"median steps to MSE ≤ {thr}")
+        if np.any(steps.sel(depth=depth) > 0):  # a log axis needs a positive value
+            axes[row, 2].set_yscale("log")
         axes[row, 0].legend(fontsize=7)
     axes[0, 0].set_title("loss at best lr (median, 10–90 % of seeds)")
     axes[0, 1].set_title("gradient ratio first / output layer")

@@ -60,12 +60,22 @@ class Study:
 
 
 def resolve_out(name: str, out: str | os.PathLike | None, overwrite: bool) -> Path:
+    """The run directory, checked: never the working directory or one of its parents, never
+    below a file, and an existing one only with overwrite and only if it is a sigjax run."""
     path = Path(out) if out is not None else Path("runs") / name
-    if path.exists() and not overwrite:
-        raise UserError(f"{path} already exists; pass --overwrite to replace it or --out elsewhere")
+    full = path.resolve()
+    if full == Path.cwd().resolve() or full in Path.cwd().resolve().parents:
+        raise UserError(f"--out {path} is the working directory or contains it; name a subfolder")
+    for parent in full.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"--out {path}: {parent} is a file, not a directory")
     if path.exists() and not path.is_dir():
         raise UserError(f"{path} exists and is not a directory")
-    return path
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} already exists; pass --overwrite to replace it or --out elsewhere")
+    if path.exists() and any(path.iterdir()) and not (path / "config.json").exists():
+        raise UserError(f"{path} is not a sigjax run directory; --overwrite will not replace it")
+    return full
 
 
 def run_study(
@@ -82,6 +92,9 @@ def run_study(
         sweep.check(study.config, axes)  # every bad value fails here, before any compile
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run directory is an ordinary one
     try:
         t0 = time.perf_counter()
         ds = study.compute(study.config, axes, progress)

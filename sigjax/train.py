@@ -133,7 +133,7 @@ def check_hparams(values: dict[str, Any]) -> None:
     for name, v in values.items():
         arr = np.asarray(v, dtype=float)
         if not np.all(np.isfinite(arr)):
-            raise UserError(f"{name} must be finite, got {v}")
+            raise UserError(f"{name} must be finite, got {arr[~np.isfinite(arr)].flat[0]:g}")
         low, inclusive = rules[name]
         bad = arr < low if inclusive else arr <= low
         if np.any(bad):
