@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="sweep a key: a,b,c | range(n) | linspace(a,b,n) | logspace(a,b,n)",
     )
     r.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run of the same command from its checkpoint",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_run)
 
@@ -92,7 +97,9 @@ def _run(args) -> int:
     grids = dict(grid.parse(g) for g in args.grid)
     study = study.with_overrides(_parse_sets(args.set), grids)
     progress = not args.quiet and sys.stderr.isatty()
-    ds, path, headline = run_study(study, args.out, overwrite=args.overwrite, progress=progress)
+    ds, path, headline = run_study(
+        study, args.out, overwrite=args.overwrite, resume=args.resume, progress=progress
+    )
     print(f"wrote {path}/ ({', '.join(sorted(p.name for p in path.iterdir()))})")
     table = path / "table.md"
     if table.exists():
@@ -115,16 +122,20 @@ def _list(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     _use_all_cores()
     from sigjax.errors import UserError
+    from sigjax.study import Interrupted
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except Interrupted as e:
+        print(f"sigjax: {e}", file=sys.stderr)
+        return 130
     except UserError as e:
         print(f"sigjax: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("sigjax: interrupted; nothing was written", file=sys.stderr)
+        print("sigjax: interrupted", file=sys.stderr)
         return 130
 
 

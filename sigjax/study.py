@@ -20,13 +20,19 @@ from typing import Any
 
 import xarray as xr
 
-from sigjax import analysis, config, grid, results, sweep
+from sigjax import analysis, checkpoint, config, grid, results, sweep
 from sigjax.config import Config
 from sigjax.errors import UserError
 
 
-def _sweep(cfg: Config, axes: tuple[grid.Axis, ...], progress: bool) -> xr.Dataset:
-    return sweep.run(cfg, axes, progress=progress)
+def _sweep(
+    cfg: Config, axes: tuple[grid.Axis, ...], progress: bool, store: checkpoint.Store | None
+) -> xr.Dataset:
+    return sweep.run(cfg, axes, progress=progress, store=store)
+
+
+class Interrupted(UserError):
+    """The run stopped (Ctrl-C); its checkpoint is kept for --resume."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,8 @@ class Study:
     grid: dict[str, tuple] = field(default_factory=dict)
     # (results, run directory) -> headline numbers; writes figures and tables into the directory
     report: Callable[[xr.Dataset, Path], dict[str, Any]] | None = None
-    compute: Callable[[Config, tuple[grid.Axis, ...], bool], xr.Dataset] = _sweep
+    # (config, axes, progress, checkpoint store or None) -> results
+    compute: Callable[..., xr.Dataset] = _sweep
 
     def axes(self) -> tuple[grid.Axis, ...]:
         return grid.make_axes(self.grid)
@@ -83,23 +90,51 @@ def run_study(
     out: str | os.PathLike | None = None,
     *,
     overwrite: bool = False,
+    resume: bool = False,
     progress: bool = False,
 ) -> tuple[xr.Dataset, Path, dict[str, Any]]:
-    """Compute, report and write the study; returns (results, run directory, headline numbers)."""
-    path = resolve_out(study.name, out, overwrite)
+    """Compute, report and write the study; returns (results, run directory, headline numbers).
+
+    Work in progress lives in `.NAME.partial` beside the run directory, with a checkpoint after
+    every segment; an interrupted run keeps it, and `resume=True` continues from it.
+    """
+    path = resolve_out(study.name, out, overwrite and not resume)
     axes = study.axes()
     if study.compute is _sweep:
         sweep.check(study.config, axes)  # every bad value fails here, before any compile
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run directory is an ordinary one
+    partial = path.with_name(f".{path.name}.partial")
+    if partial.exists() and not (resume or overwrite):
+        raise UserError(
+            f"an interrupted run is waiting in {partial}; pass --resume to continue it "
+            "or --overwrite to start over"
+        )
+    if resume and not partial.exists():
+        raise UserError(f"nothing to resume: no interrupted run of {path}")
+    if partial.exists() and not resume:
+        shutil.rmtree(partial)
+    fp = sweep.fingerprint(study.config, axes)
+    store = checkpoint.Store(partial / "checkpoint", fp)
+    partial.mkdir(parents=True, exist_ok=True)
+    store.open(resume)
     try:
         t0 = time.perf_counter()
-        ds = study.compute(study.config, axes, progress)
-        ds.attrs["study"] = study.name
-        ds.attrs["wall_time_s"] = time.perf_counter() - t0
+        ds = study.compute(study.config, axes, progress, store)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted; finished segments are saved in {partial}; "
+            "run the same command with --resume to continue"
+        ) from None
+    except BaseException:
+        if not any(store.dir.glob("*.npz")):  # nothing worth resuming: leave no trace
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    ds.attrs["study"] = study.name
+    ds.attrs["wall_time_s"] = time.perf_counter() - t0
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".writing", dir=path.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run directory is an ordinary one
         (tmp / "figures").mkdir()
         headline = study.report(ds, tmp) if study.report else {}
         results.save(ds, tmp / "results.nc")
@@ -117,6 +152,7 @@ def run_study(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(partial, ignore_errors=True)
     return ds, path, headline
 
 

@@ -1,8 +1,11 @@
-"""Run a grid: one compiled `jit(vmap(train))` per static group over all its members.
+"""Run a grid: one compiled `jit(vmap(…))` per static group over all its members.
 
-Members of a group are run in chunks of at most `chunk_size` (the last chunk padded by repeating
-member 0, so every chunk reuses the same compiled program), and each chunk's member axis is
-sharded over all local devices when there are several.
+Members of a group run in chunks of at most `chunk_size` (the last chunk padded by repeating
+member 0, so every chunk reuses the same compiled program); each chunk's member axis is sharded
+over all local devices when there are several. Training runs as a host loop over compiled
+*segments* of several log intervals: the progress bar moves and (given a checkpoint store) the
+state is saved after each one, so an interrupted sweep resumes where it stopped and gives the
+same numbers as one that was never interrupted.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +22,9 @@ import xarray as xr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from sigjax import checkpoint, grid, results, train
 from sigjax import data as data_lib
-from sigjax import grid, results, train
-from sigjax.config import Config
+from sigjax.config import Config, to_json
 
 
 def check(cfg: Config, axes: Sequence[grid.Axis]) -> list[grid.Group]:
@@ -34,23 +38,52 @@ def check(cfg: Config, axes: Sequence[grid.Axis]) -> list[grid.Group]:
     return groups
 
 
+def fingerprint(cfg: Config, axes: Sequence[grid.Axis]) -> str:
+    return checkpoint.fingerprint(to_json(cfg), repr([(a.key, a.values) for a in axes]))
+
+
 def run(
     cfg: Config,
     axes: Sequence[grid.Axis] = (),
     *,
     chunk_size: int | None = None,
     progress: bool = False,
+    store: checkpoint.Store | None = None,
+    segments: int = 10,
 ) -> xr.Dataset:
-    """Train every member of the grid; one Dataset with a dim per axis (see sigjax.results)."""
+    """Train every member of the grid; one Dataset with a dim per axis (see sigjax.results).
+
+    With a checkpoint `store`, finished groups, finished chunks and the state of the chunk in
+    progress are saved (after every segment) and picked up again on the next call.
+    """
     axes = tuple(axes)
     groups = check(cfg, axes)
     records, walls = [], []
-    bar = tqdm(total=len(groups) * grid.n_members(axes), unit="model", disable=not progress)
-    for g in groups:
+    total = len(groups) * grid.n_members(axes) * cfg.train.steps
+    bar = tqdm(
+        total=total, unit="step", unit_scale=True, disable=not progress, desc="members x steps"
+    )
+    for gi, g in enumerate(groups):
         t0 = time.perf_counter()
-        data = data_lib.load(g.cfg.data)
-        prog = train.program(g.cfg, data)
-        records.append(run_group(prog, data, g.members, chunk_size=chunk_size, bar=bar))
+        done = store.load_group(gi) if store else None
+        if done is None:
+            data = data_lib.load(g.cfg.data)
+            prog = train.program(g.cfg, data)
+            done = run_group(
+                prog,
+                data,
+                g.members,
+                chunk_size=chunk_size,
+                bar=bar,
+                store=store,
+                group=gi,
+                segments=segments,
+            )
+            if store:
+                store.save_group(gi, done)
+        else:
+            bar.update(grid.n_members(axes) * cfg.train.steps)
+        records.append(done)
         walls.append(time.perf_counter() - t0)
     bar.close()
     return results.to_dataset(
@@ -76,13 +109,42 @@ def member_inputs(prog: train.Program, members: dict[str, np.ndarray]):
     return hp, seeds
 
 
-def vmapped(prog: train.Program):
-    """jit(vmap(train)) over (hparams, seeds) with the data shared (not batched)."""
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """A group's vmapped, jitted pieces; each takes (data, hparams, seeds, …) per member."""
 
-    def train_seeded(data, hp, seed):
-        return prog.train(data, hp, jax.random.key(seed))
+    init: callable
+    advance: callable  # (data, hp, seeds, state, n_segments) — n_segments static
+    finish: callable
 
-    return jax.jit(jax.vmap(train_seeded, in_axes=(None, 0, 0)))
+
+def compiled(prog: train.Program) -> Compiled:
+    key = jax.random.key
+
+    def init(data, hp, seed):
+        return prog.init(hp, key(seed))
+
+    def advance(data, hp, seed, state, n):
+        return prog.advance(data, hp, key(seed), state, n)
+
+    def finish(data, hp, seed, state):
+        return prog.finish(data, hp, key(seed), state)
+
+    batched = partial(jax.vmap, in_axes=(None, 0, 0))
+    return Compiled(
+        init=jax.jit(batched(init)),
+        advance=jax.jit(jax.vmap(advance, in_axes=(None, 0, 0, 0, None)), static_argnums=4),
+        finish=jax.jit(jax.vmap(finish, in_axes=(None, 0, 0, 0))),
+    )
+
+
+def segment_plan(n_intervals: int, segments: int) -> list[int]:
+    """Split n_intervals log intervals into at most `segments` equal parts (plus a remainder)."""
+    size = max(1, -(-n_intervals // max(1, segments)))
+    plan = [size] * (n_intervals // size)
+    if n_intervals % size:
+        plan.append(n_intervals % size)
+    return plan
 
 
 def run_group(
@@ -92,6 +154,9 @@ def run_group(
     *,
     chunk_size: int | None = None,
     bar=None,
+    store: checkpoint.Store | None = None,
+    group: int = 0,
+    segments: int = 10,
 ) -> dict[str, np.ndarray]:
     """Train a group's members; each Record field as a (M, T[, L]) NumPy array."""
     hp, seeds = member_inputs(prog, members)
@@ -99,27 +164,72 @@ def run_group(
     n_dev = jax.local_device_count()
     size = m if chunk_size is None else max(1, min(chunk_size, m))
     size = -(-size // n_dev) * n_dev  # a multiple of the device count
-    fn = vmapped(prog)
+    fns = compiled(prog)
     sharding = _member_sharding() if n_dev > 1 else None
+    plan = segment_plan(prog.n_logs - 1, segments)
     outs = []
-    for start in range(0, m, size):
-        idx = np.arange(start, start + size)
-        idx = np.where(idx < m, idx, 0)  # pad with member 0: same shapes, same program
-        args = ({k: v[idx] for k, v in hp.items()}, seeds[idx].astype(np.int32))
-        if sharding is not None:
-            args = jax.device_put(args, sharding)
-        else:
-            args = jax.tree.map(jnp.asarray, args)
-        _, traj = fn(data, *args)
+    for c, start in enumerate(range(0, m, size)):
         n_real = min(size, m - start)
-        outs.append(jax.tree.map(lambda a, n=n_real: np.asarray(a)[:n], traj))
+        chunk = store.load_chunk(group, c) if store else None
+        if chunk is None:
+            idx = np.arange(start, start + size)
+            idx = np.where(idx < m, idx, 0)  # pad with member 0: same shapes, same program
+            args = ({k: v[idx] for k, v in hp.items()}, seeds[idx].astype(np.int32))
+            args = jax.device_put(args, sharding) if sharding else jax.tree.map(jnp.asarray, args)
+            chunk = _run_chunk(prog, fns, data, args, plan, store, group, c, n_real, bar)
+            if store:
+                store.save_chunk(group, c, chunk)
+        elif bar is not None:
+            bar.update(n_real * prog.cfg.train.steps)
+        outs.append({k: v[:n_real] for k, v in chunk.items()})
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+
+def _run_chunk(prog, fns, data, args, plan, store, group, c, n_real, bar) -> dict:
+    state = fns.init(data, *args)
+    pieces: dict[str, list[np.ndarray]] = {}
+    done = 0
+    if store:
+        saved = store.load_state(group, c, state)
+        if saved is not None:
+            shardings = jax.tree.map(lambda a: a.sharding, state)
+            state, recs = saved
+            state = jax.device_put(state, shardings)
+            pieces = {k: [v] for k, v in recs.items()}
+            done = next(iter(recs.values())).shape[1]
+            if bar is not None:
+                bar.update(n_real * done * prog.cfg.train.log_every)
+    log_every = prog.cfg.train.log_every
+    for n in _remaining(plan, done):
+        state, rec = fns.advance(data, *args, state, n)
+        for k, v in _fields(rec).items():
+            pieces.setdefault(k, []).append(np.asarray(v))
+        done += n
+        if store:
+            store.save_state(group, c, state, {k: np.concatenate(v, 1) for k, v in pieces.items()})
         if bar is not None:
-            bar.update(n_real)
-    traj = jax.tree.map(lambda *a: np.concatenate(a), *outs)
-    rec = {f.name: getattr(traj.records, f.name) for f in dataclasses.fields(traj.records)}
-    rec = {k: v for k, v in rec.items() if v is not None}
-    rec["diverged_at"] = traj.diverged_at
-    return rec
+            bar.update(n_real * n * log_every)
+    last = _fields(fns.finish(data, *args, state))
+    out = {
+        k: np.concatenate([*pieces.get(k, []), np.asarray(v)[:, None]], 1) for k, v in last.items()
+    }
+    out["diverged_at"] = np.asarray(state.diverged_at)
+    return out
+
+
+def _remaining(plan: list[int], done: int) -> list[int]:
+    """The segments still to run after `done` log intervals (done falls on a boundary)."""
+    out, acc = [], 0
+    for n in plan:
+        if acc >= done:
+            out.append(n)
+        acc += n
+    return out
+
+
+def _fields(rec: train.Record) -> dict[str, jax.Array]:
+    out = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _member_sharding() -> NamedSharding:

@@ -3,13 +3,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
 from helpers import tiny
-from sigjax import config, data as data_lib, grid, losses, models, sweep, train
+
+from sigjax import config, grid, losses, models, sweep, train
+from sigjax import data as data_lib
 from sigjax.errors import UserError
 
-FIELDS = ("loss", "grad_norm", "grad_norm_bias", "weight_norm", "act_mean", "act_std",
-          "saturation", "test_loss", "test_accuracy")
+FIELDS = (
+    "loss",
+    "grad_norm",
+    "grad_norm_bias",
+    "weight_norm",
+    "act_mean",
+    "act_std",
+    "saturation",
+    "test_loss",
+    "test_accuracy",
+)
 
 
 def _setup(cfg):
@@ -31,8 +41,13 @@ def test_sweep_member_equals_the_same_member_trained_alone():
             for f in FIELDS:
                 got = member[f].values
                 want = np.asarray(getattr(traj.records, f))
-                np.testing.assert_allclose(got[..., : want.shape[-1]] if got.ndim > 1 else got,
-                                           want, rtol=2e-5, atol=1e-6, err_msg=f)
+                np.testing.assert_allclose(
+                    got[..., : want.shape[-1]] if got.ndim > 1 else got,
+                    want,
+                    rtol=2e-5,
+                    atol=1e-6,
+                    err_msg=f,
+                )
 
 
 def test_same_seed_same_numbers_different_seed_different():
@@ -62,9 +77,11 @@ def test_recorded_gradient_norms_equal_jax_grad_at_each_step():
         g = jax.grad(loss)(st.params)
         for i, name in enumerate(models.layer_names(g)):
             assert float(recs.grad_norm[t, i]) == pytest.approx(
-                float(jnp.linalg.norm(g[name]["kernel"])), rel=1e-5)
+                float(jnp.linalg.norm(g[name]["kernel"])), rel=1e-5
+            )
             assert float(recs.grad_norm_bias[t, i]) == pytest.approx(
-                float(jnp.linalg.norm(g[name]["bias"])), rel=1e-5, abs=1e-8)
+                float(jnp.linalg.norm(g[name]["bias"])), rel=1e-5, abs=1e-8
+            )
         assert float(recs.loss[t]) == pytest.approx(float(loss(st.params)), rel=1e-6)
 
 
@@ -85,19 +102,22 @@ def test_activation_statistics_match_a_direct_computation():
 
 def test_one_compile_per_static_group(monkeypatch):
     traces = []
-    original = train.Program.train
+    for name in ("init", "advance", "finish"):
+        original = getattr(train.Program, name)
 
-    def counting(self, *args):
-        traces.append(self.cfg.model.activation)
-        return original(self, *args)
+        def counting(self, *args, _name=name, _orig=original):
+            traces.append((_name, self.cfg.model.activation))
+            return _orig(self, *args)
 
-    monkeypatch.setattr(train.Program, "train", counting)
+        monkeypatch.setattr(train.Program, name, counting)
     axes = grid.make_axes({
         "model.activation": ["tanh", "relu"], "optim.lr": [0.01, 0.1, 0.5],
         "init.sigma_w2": [1.0, 2.0], "seed": [0, 1, 2],
     })
-    ds = sweep.run(tiny(), axes, chunk_size=5)  # 18 members in 4 chunks of 5 per group
-    assert traces == ["tanh", "relu"]
+    # 18 members in 4 chunks of 5 per group, each in 3 segments of 2 log intervals
+    ds = sweep.run(tiny(), axes, chunk_size=5, segments=3)
+    expected = [(f, a) for a in ("tanh", "relu") for f in ("init", "advance", "finish")]
+    assert traces == expected
     assert ds.loss.shape[:4] == (2, 3, 2, 3)
 
 
@@ -136,8 +156,16 @@ def test_learning_rate_is_traced_not_baked_in():
 
 @pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad"])
 def test_optimizer_with_traced_hparams_equals_optax_with_constants(name):
-    cfg = tiny(**{"optim.name": name, "optim.lr": 0.05, "optim.weight_decay": 0.01,
-                  "train.steps": 3, "train.log_every": 1, "train.batch_size": 0})
+    cfg = tiny(
+        **{
+            "optim.name": name,
+            "optim.lr": 0.05,
+            "optim.weight_decay": 0.01,
+            "train.steps": 3,
+            "train.log_every": 1,
+            "train.batch_size": 0,
+        }
+    )
     data, prog = _setup(cfg)
     hp, key = train.hparams_of(cfg), jax.random.key(0)
     state = prog.init(hp, key)

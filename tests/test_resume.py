@@ -1,0 +1,143 @@
+"""Interrupted then resumed equals uninterrupted: in process, and after a SIGKILL."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import experiments
+from sigjax import checkpoint, results, train
+from sigjax.errors import UserError
+from sigjax.study import Interrupted, run_study
+
+SETS = {"train.steps": 40, "train.log_every": 5, "model.width": 8}
+GRIDS = {
+    "model.activation": ["sigmoid", "tanh"],
+    "model.depth": [1, 2],
+    "optim.lr": [0.1, 0.5],
+    "seed": [0, 1],
+}
+
+
+def _study():
+    s = experiments.get("sigmoid_convergence").with_overrides(SETS, GRIDS)
+    return dataclasses.replace(s, report=None)
+
+
+def _assert_same(a, b):
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    ds, _, _ = run_study(_study(), tmp_path_factory.mktemp("ref") / "run")
+    return ds
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, reference):
+    out = tmp_path / "run"
+    saves = []
+    original = checkpoint.Store.save_state
+
+    def interrupt_on_the_tenth(self, *args):
+        original(self, *args)  # the checkpoint is written, then Ctrl-C arrives
+        saves.append(1)
+        if len(saves) == 10:  # 8 segments per group: inside the second static group
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.Store, "save_state", interrupt_on_the_tenth)
+    with pytest.raises(Interrupted, match="--resume"):
+        run_study(_study(), out)
+    assert not out.exists()
+    partial = tmp_path / ".run.partial" / "checkpoint"
+    assert (partial / "group-0.npz").exists()
+    monkeypatch.setattr(checkpoint.Store, "save_state", original)
+
+    with pytest.raises(UserError, match="interrupted run is waiting"):
+        run_study(_study(), out)  # a plain rerun neither clobbers nor ignores the checkpoint
+
+    inits = []
+    original_init = train.Program.init
+    monkeypatch.setattr(
+        train.Program,
+        "init",
+        lambda self, *a: (
+            inits.append((self.cfg.model.activation, self.cfg.model.depth))
+            or original_init(self, *a)
+        ),
+    )
+    ds, path, _ = run_study(_study(), out, resume=True)
+    assert ("sigmoid", 1) not in inits  # the finished group was not recomputed
+    _assert_same(ds, reference)
+    _assert_same(results.load(path / "results.nc"), reference)
+    assert not (tmp_path / ".run.partial").exists()
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    monkeypatch.setattr(
+        checkpoint.Store, "save_state", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
+    )
+    with pytest.raises(Interrupted):
+        run_study(_study(), out)
+    other = _study().with_overrides({"model.width": 9})
+    with pytest.raises(UserError, match="different config or grid"):
+        run_study(other, out, resume=True)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    calls = []
+    original = checkpoint.Store.save_state
+
+    def stop_after_two(self, *args):
+        original(self, *args)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.Store, "save_state", stop_after_two)
+    with pytest.raises(Interrupted):
+        run_study(_study(), out)
+    state = next((tmp_path / ".run.partial" / "checkpoint").glob("state-*.npz"))
+    state.write_bytes(state.read_bytes()[:100])  # truncated
+    with pytest.raises(UserError, match="corrupt or truncated"):
+        run_study(_study(), out, resume=True)
+
+
+def test_sigkill_after_a_checkpoint_then_resume(tmp_path, reference):
+    out = tmp_path / "run"
+    args = ["run", "sigmoid_convergence", "--out", str(out), "--quiet"]
+    args += [f"--set={k}={v}" for k, v in SETS.items()]
+    args += [f"--grid={k}={','.join(map(str, v))}" for k, v in GRIDS.items()]
+    # The child slows each checkpoint down so that the kill lands mid-run, after a checkpoint.
+    slow = (
+        "import sys, time\n"
+        "from sigjax import checkpoint\n"
+        "from sigjax.cli import main\n"
+        "save = checkpoint.Store.save_state\n"
+        "checkpoint.Store.save_state = lambda *a: (save(*a), time.sleep(0.3))[0]\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    argv = [sys.executable, "-c", slow, *args]
+    env = os.environ | {"SIGJAX_HOST_DEVICES": "1", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ckpt = tmp_path / ".run.partial" / "checkpoint"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(ckpt.glob("group-0.npz")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "the run finished before it could be killed"
+    resume = [sys.executable, "-m", "sigjax.cli", *args, "--resume"]
+    done = subprocess.run(resume, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    _assert_same(results.load(Path(out) / "results.nc"), reference)
