@@ -63,15 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_run)
 
+    sh = sub.add_parser("show", help="summarise a run directory")
+    sh.add_argument("dir")
+    sh.add_argument("--plot", action="store_true", help="write DIR/figures/show_overview.png")
+    sh.set_defaults(func=_show)
+
     ls = sub.add_parser("list", help="the studies and what each makes")
     ls.set_defaults(func=_list)
 
-    import importlib.util
+    from sigjax import theory_cli
 
-    if importlib.util.find_spec("sigjax.theory_cli"):  # TEMP until theory lands
-        from sigjax import theory_cli
-
-        theory_cli.add_parser(sub)
+    theory_cli.add_parser(sub)
     return p
 
 
@@ -108,6 +110,18 @@ def _run(args) -> int:
         f"wall time {ds.attrs['wall_time_s']:.1f} s on {ds.attrs['device_count']} "
         f"{ds.attrs['device_kind']} device(s)"
     )
+    return 0
+
+
+def _show(args) -> int:
+    from sigjax import report
+
+    ds, meta = report.load_run(args.dir)
+    threshold = meta.get("config", {}).get("train", {}).get("loss_threshold", 0.05)
+    print(report.describe(ds, threshold), end="")
+    if args.plot:
+        paths = report.standard_figures(ds, args.dir)
+        print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 

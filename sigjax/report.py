@@ -1,0 +1,100 @@
+"""A readable summary and standard figures for any run directory (`sigjax show DIR`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from sigjax import analysis, plotting, results
+from sigjax.errors import UserError
+
+
+def load_run(directory: str | Path) -> tuple[xr.Dataset, dict]:
+    path = Path(directory)
+    if not (path / "results.nc").exists():
+        raise UserError(f"{path} is not a sigjax run directory (no results.nc)")
+    try:
+        ds = results.load(path / "results.nc")
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path / 'results.nc'}: {e}") from None
+    meta = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else {}
+    return ds, meta
+
+
+def _static_dims(ds: xr.Dataset) -> list[str]:
+    return [d for d in analysis.member_dims(ds) if d not in ("lr", "seed")]
+
+
+def describe(ds: xr.Dataset, threshold: float) -> str:
+    """Groups, members, best settings and divergence boundary, as text."""
+    dims = analysis.member_dims(ds)
+    n = int(np.prod([ds.sizes[d] for d in dims]))
+    lines = [
+        f"study {ds.attrs.get('study', '?')}: {n} trained models over "
+        + " × ".join(f"{d}={ds.sizes[d]}" for d in dims),
+        f"steps {int(ds.step[-1])}, wall time {float(ds.attrs.get('wall_time_s', np.nan)):.1f} s on "
+        f"{ds.attrs.get('device_count', '?')} {ds.attrs.get('device_kind', '?')} device(s), "
+        f"sigjax {ds.attrs.get('sigjax_version', '?')} @ {ds.attrs.get('git_commit', '?')[:12]}",
+        f"diverged: {int(ds.diverged_at.notnull().sum())} of {n}",
+    ]
+    if "lr" not in ds.dims:
+        final = analysis.final_loss(ds)
+        lines.append(f"final loss: median {float(final.median()):.4g}")
+        return "\n".join(lines) + "\n"
+    best = analysis.best_lr(ds, threshold)
+    steps = analysis.at_best_lr(analysis.steps_to_threshold(ds, threshold), best)
+    final = analysis.at_best_lr(analysis.final_loss(ds), best)
+    boundary = analysis.divergence_boundary(ds)
+    over = [d for d in ("seed",) if d in steps.dims]
+    table = xr.Dataset(
+        {
+            "best_lr": best,
+            "median_steps": steps.fillna(np.inf).median(over) if over else steps,
+            "final_loss": final.median(over) if over else final,
+            "largest_stable_lr": boundary,
+        }
+    ).to_dataframe()
+    lines.append(f"per setting, at its best learning rate (threshold {threshold}):")
+    lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    return "\n".join(lines) + "\n"
+
+
+def standard_figures(ds: xr.Dataset, out: str | Path) -> list[Path]:
+    """Loss curves and per-layer gradient norms, one panel per static setting."""
+    static = _static_dims(ds)
+    settings = (
+        ds.drop_vars([v for v in ds.data_vars if "step" not in ds[v].dims]).stack(setting=static)
+        if static
+        else ds.expand_dims(setting=[0])
+    )
+    n = settings.sizes["setting"]
+    fig, axes = plotting.subplots(2, n, size=(3.4, 2.8))
+    for i in range(n):
+        one = settings.isel(setting=i)
+        name = ", ".join(f"{d}={one[d].item()}" for d in static) or "all"
+        rest = [d for d in ("lr",) if d in one.dims]
+        loss = (
+            one.loss.median([d for d in ("seed",) if d in one.dims])
+            if "seed" in one.dims
+            else one.loss
+        )
+        for j, lr in enumerate(one.lr.values if rest else [None]):
+            curve = loss.sel(lr=lr) if rest else loss
+            axes[0, i].plot(
+                one.step, curve, color=f"C{j % 10}", label=None if lr is None else f"lr {lr:.3g}"
+            )
+        axes[0, i].set(yscale="log", title=name, xlabel="step")
+        g = one.grad_norm
+        g = g.median([d for d in g.dims if d not in ("step", "layer")])
+        for layer in g.layer.values:
+            axes[1, i].plot(one.step, g.sel(layer=layer), label=f"layer {layer}")
+        axes[1, i].set(yscale="log", xlabel="step")
+    axes[0, 0].set_ylabel("median loss")
+    axes[1, 0].set_ylabel("median ‖∂L/∂W_l‖")
+    axes[0, -1].legend(fontsize=6)
+    axes[1, -1].legend(fontsize=6)
+    fig.tight_layout()
+    return plotting.save(fig, out, "show_overview")

@@ -1,0 +1,110 @@
+"""`sigjax theory ...`: mean-field critical points, fixed points and critical lines.
+
+    sigjax theory critical --activation NAME [--sigma-b2 X]       last line: the critical σ_w²
+    sigjax theory point --activation NAME --sigma-w2 X [--sigma-b2 Y] [--q-start Q] [--json]
+    sigjax theory line --activation NAME [--sigma-b2-max M] [--points K]
+
+All variances are σ² (not σ). In --json output, non-finite numbers are the strings "inf"/"nan"
+(float() reads them back). Mistakes raise UserError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+
+from sigjax import theory
+from sigjax.errors import UserError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the `theory` subcommand (with critical / point / line) to an argparse subparsers."""
+    p = subparsers.add_parser(
+        "theory",
+        help="mean-field signal propagation: critical sigma_w^2, fixed points, critical line",
+        description="Mean-field theory of wide random MLPs, W ~ N(0, sigma_w2/fan_in), "
+        "b ~ N(0, sigma_b2) (variances, not standard deviations).",
+    )
+    sub = p.add_subparsers(dest="theory_command", metavar="{critical,point,line}", required=True)
+
+    c = sub.add_parser("critical", help="the sigma_w2 with chi_1 = 1 at one sigma_b2")
+    _activation(c)
+    c.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance (default 0)")
+    c.set_defaults(func=_run_critical)
+
+    pt = sub.add_parser("point", help="q*, c*, chi_1, chi_c, xi_q, xi_c and the phase")
+    _activation(pt)
+    pt.add_argument("--sigma-w2", type=float, required=True, help="weight variance")
+    pt.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance (default 0)")
+    pt.add_argument(
+        "--q-start",
+        type=float,
+        default=1.0,
+        help="first layer's pre-activation variance the length map starts from (default 1)",
+    )
+    pt.add_argument("--json", action="store_true", help="print one JSON object")
+    pt.set_defaults(func=_run_point)
+
+    ln = sub.add_parser("line", help="table of the critical line sigma_w2(sigma_b2)")
+    _activation(ln)
+    ln.add_argument("--sigma-b2-max", type=float, default=1.0, help="largest sigma_b2 (default 1)")
+    ln.add_argument("--points", type=int, default=11, help="number of sigma_b2 values (default 11)")
+    ln.set_defaults(func=_run_line)
+    return p
+
+
+def _activation(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--activation", required=True, help="activation name, e.g. tanh, sigmoid")
+
+
+def _num(x: float) -> str:
+    return f"{x:.12g}"
+
+
+def _run_critical(args: argparse.Namespace) -> int:
+    w, q = theory.critical_point(args.activation, args.sigma_b2)
+    w, q = float(w), float(q)
+    if math.isnan(w):
+        raise UserError(
+            f"{args.activation} has no stable critical point at sigma_b2 = {args.sigma_b2:g} "
+            "(chi_1 never equals 1 at an attracting fixed point; see docs/theory.md)"
+        )
+    note = "q* = inf: chi_1 reaches 1 only as q* grows without bound" if math.isinf(q) else ""
+    print(f"# {args.activation}, sigma_b2 = {args.sigma_b2:g}: q* = {_num(q)}  {note}".rstrip())
+    print("# critical sigma_w2 (chi_1 = 1):")
+    print(_num(w))
+    return 0
+
+
+def _run_point(args: argparse.Namespace) -> int:
+    if not math.isfinite(args.q_start) or args.q_start < 0:
+        raise UserError(f"--q-start must be a finite variance >= 0, got {args.q_start:g}")
+    mf = theory.mean_field(args.activation, args.sigma_w2, args.sigma_b2, args.q_start)
+    d = mf.as_dict()
+    if args.json:
+        out = {k: (v if isinstance(v, str) or math.isfinite(v) else str(v)) for k, v in d.items()}
+        print(json.dumps(out))
+        return 0
+    print(f"# {args.activation}, sigma_w2 = {args.sigma_w2:g}, sigma_b2 = {args.sigma_b2:g}")
+    for k, v in d.items():
+        print(f"{k:8s} {v if isinstance(v, str) else _num(v)}")
+    return 0
+
+
+def _run_line(args: argparse.Namespace) -> int:
+    b, w = theory.critical_line(args.activation, args.sigma_b2_max, args.points)
+    if np.all(np.isnan(w)):
+        raise UserError(
+            f"{args.activation} has no stable critical point for sigma_b2 in "
+            f"[0, {args.sigma_b2_max:g}] (see docs/theory.md)"
+        )
+    print(f"# critical line of {args.activation}: chi_1 = 1")
+    if np.any(np.isnan(w)):
+        print("# nan: no stable critical point at that sigma_b2")
+    print(f"{'sigma_b2':>14s} {'sigma_w2':>18s}")
+    for bi, wi in zip(b, w, strict=True):
+        print(f"{_num(bi):>14s} {_num(wi):>18s}")
+    return 0
