@@ -61,6 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run of the same command from its checkpoint",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    size = r.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick",
+        dest="preset",
+        action="store_const",
+        const="quick",
+        help="the study's small CPU setting (where it has one)",
+    )
+    size.add_argument(
+        "--full",
+        dest="preset",
+        action="store_const",
+        const="full",
+        help="the study's full (GPU-sized) setting (where it has one)",
+    )
     r.set_defaults(func=_run)
 
     sh = sub.add_parser("show", help="summarise a run directory")
@@ -97,7 +112,7 @@ def _run(args) -> int:
 
     study = experiments.get(args.study or experiments.DEFAULT)
     grids = dict(grid.parse(g) for g in args.grid)
-    study = study.with_overrides(_parse_sets(args.set), grids)
+    study = study.preset(args.preset).with_overrides(_parse_sets(args.set), grids)
     progress = not args.quiet and sys.stderr.isatty()
     ds, path, headline = run_study(
         study, args.out, overwrite=args.overwrite, resume=args.resume, progress=progress

@@ -35,7 +35,8 @@ def describe(ds: xr.Dataset, threshold: float) -> str:
     lines = [
         f"study {ds.attrs.get('study', '?')}: {n} trained models over "
         + " × ".join(f"{d}={ds.sizes[d]}" for d in dims),
-        f"steps {int(ds.step[-1])}, wall time {float(ds.attrs.get('wall_time_s', np.nan)):.1f} s on "
+        f"steps {int(ds.step[-1])}, "
+        f"wall time {float(ds.attrs.get('wall_time_s', np.nan)):.1f} s on "
         f"{ds.attrs.get('device_count', '?')} {ds.attrs.get('device_kind', '?')} device(s), "
         f"sigjax {ds.attrs.get('sigjax_version', '?')} @ {ds.attrs.get('git_commit', '?')[:12]}",
         f"diverged: {int(ds.diverged_at.notnull().sum())} of {n}",

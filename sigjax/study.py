@@ -45,6 +45,17 @@ class Study:
     report: Callable[[xr.Dataset, Path], dict[str, Any]] | None = None
     # (config, axes, progress, checkpoint store or None) -> results
     compute: Callable[..., xr.Dataset] = _sweep
+    # named variants, e.g. {"quick": ({sets}, {grids}), "full": (...)}: `--quick` / `--full`
+    presets: dict[str, tuple[dict, dict]] = field(default_factory=dict)
+
+    def preset(self, name: str | None) -> Study:
+        """The study with preset `name` applied (None: as declared)."""
+        if name is None:
+            return self
+        if name not in self.presets:
+            raise UserError(f"study {self.name} has no --{name} setting")
+        sets, grids = self.presets[name]
+        return self.with_overrides(sets, grids)
 
     def axes(self) -> tuple[grid.Axis, ...]:
         return grid.make_axes(self.grid)

@@ -12,16 +12,21 @@ def test_manual_gradient_equals_jax_grad():
     dw, db = study.blog_manual_grad(x, y, w, b)
     with jax.default_device(jax.devices("cpu")[0]):
         gw, gb = jax.grad(study.blog_loss, argnums=(0, 1))(
-            jnp.asarray(w, jnp.float32), jnp.asarray(b, jnp.float32),
-            jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
+            jnp.asarray(w, jnp.float32),
+            jnp.asarray(b, jnp.float32),
+            jnp.asarray(x, jnp.float32),
+            jnp.asarray(y, jnp.float32),
+        )
     np.testing.assert_allclose(dw, gw, rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(db, gb, rtol=1e-5, atol=1e-8)
     # and against central finite differences of the loss in float64
     h = 1e-6
     e = np.zeros_like(w)
     e[4, 0] = h
-    fd = (np.mean((study._sigmoid(x @ (w + e) + b) - y) ** 2)
-          - np.mean((study._sigmoid(x @ (w - e) + b) - y) ** 2)) / (2 * h)
+    fd = (
+        np.mean((study._sigmoid(x @ (w + e) + b) - y) ** 2)
+        - np.mean((study._sigmoid(x @ (w - e) + b) - y) ** 2)
+    ) / (2 * h)
     assert dw[4, 0] == pytest.approx(fd, rel=1e-6)
 
 
@@ -40,12 +45,17 @@ def test_sigjax_reproduces_the_corrected_blog_descent():
 
 
 def test_sigmoid_needs_more_steps_than_tanh_and_relu():
-    cfg = config.replace(study.CONFIG, {"train.steps": 300, "train.log_every": 10,
-                                        "train.loss_threshold": 0.078})
-    axes = grid.make_axes({
-        "model.activation": ["sigmoid", "tanh", "relu"], "model.depth": [3],
-        "optim.lr": [0.03, 0.1, 0.3, 1.0], "seed": range(4),
-    })
+    cfg = config.replace(
+        study.CONFIG, {"train.steps": 300, "train.log_every": 10, "train.loss_threshold": 0.078}
+    )
+    axes = grid.make_axes(
+        {
+            "model.activation": ["sigmoid", "tanh", "relu"],
+            "model.depth": [3],
+            "optim.lr": [0.03, 0.1, 0.3, 1.0],
+            "seed": range(4),
+        }
+    )
     ds = sweep.run(cfg, axes)
     best = analysis.best_lr(ds, 0.078)
     steps = analysis.at_best_lr(analysis.steps_to_threshold(ds, 0.078), best)

@@ -110,10 +110,14 @@ def test_one_compile_per_static_group(monkeypatch):
             return _orig(self, *args)
 
         monkeypatch.setattr(train.Program, name, counting)
-    axes = grid.make_axes({
-        "model.activation": ["tanh", "relu"], "optim.lr": [0.01, 0.1, 0.5],
-        "init.sigma_w2": [1.0, 2.0], "seed": [0, 1, 2],
-    })
+    axes = grid.make_axes(
+        {
+            "model.activation": ["tanh", "relu"],
+            "optim.lr": [0.01, 0.1, 0.5],
+            "init.sigma_w2": [1.0, 2.0],
+            "seed": [0, 1, 2],
+        }
+    )
     # 18 members in 4 chunks of 5 per group, each in 3 segments of 2 log intervals
     ds = sweep.run(tiny(), axes, chunk_size=5, segments=3)
     expected = [(f, a) for a in ("tanh", "relu") for f in ("init", "advance", "finish")]
