@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run of the same command from its checkpoint",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="memory budget for a chunk of members, e.g. 4G (default: a safe share)",
+    )
+    r.add_argument(
+        "--plan",
+        action="store_true",
+        help="print how the sweep would run (groups, chunks, memory) and exit",
+    )
     size = r.add_mutually_exclusive_group()
     size.add_argument(
         "--quick",
@@ -113,9 +123,22 @@ def _run(args) -> int:
     study = experiments.get(args.study or experiments.DEFAULT)
     grids = dict(grid.parse(g) for g in args.grid)
     study = study.preset(args.preset).with_overrides(_parse_sets(args.set), grids)
+    from sigjax import plan, sweep
+
+    max_memory = plan.parse_bytes(args.max_memory) if args.max_memory else None
+    if args.plan:
+        budget = max_memory or plan.default_budget()
+        sweep.check(study.config, study.axes())
+        print(plan.describe(sweep.make_plan(study.config, study.axes(), budget), budget))
+        return 0
     progress = not args.quiet and sys.stderr.isatty()
     ds, path, headline = run_study(
-        study, args.out, overwrite=args.overwrite, resume=args.resume, progress=progress
+        study,
+        args.out,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        progress=progress,
+        max_memory=max_memory,
     )
     print(f"wrote {path}/ ({', '.join(sorted(p.name for p in path.iterdir()))})")
     table = path / "table.md"

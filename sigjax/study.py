@@ -26,9 +26,13 @@ from sigjax.errors import UserError
 
 
 def _sweep(
-    cfg: Config, axes: tuple[grid.Axis, ...], progress: bool, store: checkpoint.Store | None
+    cfg: Config,
+    axes: tuple[grid.Axis, ...],
+    progress: bool,
+    store: checkpoint.Store | None,
+    max_memory: int | None = None,
 ) -> xr.Dataset:
-    return sweep.run(cfg, axes, progress=progress, store=store)
+    return sweep.run(cfg, axes, progress=progress, store=store, max_memory=max_memory)
 
 
 class Interrupted(UserError):
@@ -103,6 +107,7 @@ def run_study(
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = False,
+    max_memory: int | None = None,
 ) -> tuple[xr.Dataset, Path, dict[str, Any]]:
     """Compute, report and write the study; returns (results, run directory, headline numbers).
 
@@ -129,7 +134,10 @@ def run_study(
     store.open(resume)
     try:
         t0 = time.perf_counter()
-        ds = study.compute(study.config, axes, progress, store)
+        if study.compute is _sweep:
+            ds = _sweep(study.config, axes, progress, store, max_memory=max_memory)
+        else:
+            ds = study.compute(study.config, axes, progress, store)
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted; finished segments are saved in {partial}; "

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from sigjax import checkpoint, grid, results, train
 from sigjax import data as data_lib
+from sigjax import plan as plan_lib
 from sigjax.config import Config, to_json
 
 
@@ -47,33 +48,41 @@ def run(
     axes: Sequence[grid.Axis] = (),
     *,
     chunk_size: int | None = None,
+    max_memory: int | None = None,
     progress: bool = False,
     store: checkpoint.Store | None = None,
     segments: int = 10,
 ) -> xr.Dataset:
     """Train every member of the grid; one Dataset with a dim per axis (see sigjax.results).
 
-    With a checkpoint `store`, finished groups, finished chunks and the state of the chunk in
-    progress are saved (after every segment) and picked up again on the next call.
+    Each group's members run in chunks that fit `max_memory` bytes (default: a safe share of
+    the device's memory) unless `chunk_size` is given. With a checkpoint `store`, finished
+    groups, finished chunks and the state of the chunk in progress are saved (after every
+    segment) and picked up again on the next call.
     """
     axes = tuple(axes)
     groups = check(cfg, axes)
+    datasets: dict = {}
+    budget = max_memory or plan_lib.default_budget()
+    plans = make_plan(cfg, axes, budget, datasets)
+    if progress:
+        tqdm.write(plan_lib.describe(plans, budget))
     records, walls = [], []
     total = len(groups) * grid.n_members(axes) * cfg.train.steps
     bar = tqdm(
         total=total, unit="step", unit_scale=True, disable=not progress, desc="members x steps"
     )
-    for gi, g in enumerate(groups):
+    for gi, (g, p) in enumerate(zip(groups, plans, strict=True)):
         t0 = time.perf_counter()
         done = store.load_group(gi) if store else None
         if done is None:
-            data = data_lib.load(g.cfg.data)
+            data = _load(g.cfg.data, datasets)
             prog = train.program(g.cfg, data)
             done = run_group(
                 prog,
                 data,
                 g.members,
-                chunk_size=chunk_size,
+                chunk_size=chunk_size or p.chunk,
                 bar=bar,
                 store=store,
                 group=gi,
@@ -91,8 +100,32 @@ def run(
         axes,
         [g.index for g in groups],
         records,
-        extra_attrs={"wall_time_s": sum(walls), "group_wall_times_s": repr(walls)},
+        extra_attrs={
+            "wall_time_s": sum(walls),
+            "group_wall_times_s": repr(walls),
+            "memory_budget_bytes": budget,
+        },
     )
+
+
+def _load(data_cfg, cache: dict) -> data_lib.Data:
+    if data_cfg not in cache:
+        cache[data_cfg] = data_lib.load(data_cfg)
+    return cache[data_cfg]
+
+
+def make_plan(
+    cfg: Config, axes: Sequence[grid.Axis], budget: int, datasets: dict | None = None
+) -> list[plan_lib.GroupPlan]:
+    """The execution plan of a grid (loads each group's data to learn its shapes)."""
+    datasets = {} if datasets is None else datasets
+    dims = {}
+    for g in grid.groups(cfg, axes):
+        d = _load(g.cfg.data, datasets)
+        n_test = d.x_test.shape[0] if d.has_test else 0
+        out_dim = g.cfg.model.out_dim or d.out_dim
+        dims[plan_lib._label(g, axes)] = (d.in_dim, out_dim, d.x_train.shape[0], n_test)
+    return plan_lib.make(cfg, axes, dims, budget)
 
 
 def member_inputs(prog: train.Program, members: dict[str, np.ndarray]):

@@ -125,14 +125,6 @@ def test_one_compile_per_static_group(monkeypatch):
     assert ds.loss.shape[:4] == (2, 3, 2, 3)
 
 
-def test_chunked_equals_unchunked():
-    axes = grid.make_axes({"optim.lr": [0.01, 0.1, 0.5], "seed": [0, 1, 2]})
-    a = sweep.run(tiny(), axes)
-    b = sweep.run(tiny(), axes, chunk_size=4)
-    for f in FIELDS:
-        np.testing.assert_allclose(a[f].values, b[f].values, rtol=1e-5, atol=1e-7)
-
-
 def test_divergent_learning_rate_marks_only_its_own_members():
     cfg = tiny(**{"model.activation": "relu", "train.loss": "softmax_ce"})
     with_bad = sweep.run(cfg, grid.make_axes({"optim.lr": [0.05, 0.2, 1e4], "seed": [0, 1]}))
