@@ -11,6 +11,7 @@ same numbers as one that was never interrupted.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -151,7 +152,9 @@ class Compiled:
     finish: callable
 
 
+@functools.lru_cache(maxsize=64)
 def compiled(prog: train.Program) -> Compiled:
+    """Cached per Program (static config and shapes): a repeated group reuses its executables."""
     key = jax.random.key
 
     def init(data, hp, seed):

@@ -8,9 +8,10 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-
 from helpers import tiny
-from sigjax import data as data_lib, grid, plan, results, sweep, train
+
+from sigjax import data as data_lib
+from sigjax import grid, plan, results, sweep, train
 from sigjax.errors import UserError
 
 AXES = {"optim.lr": [0.03, 0.1, 0.3], "seed": [0, 1]}
