@@ -83,7 +83,8 @@ def main() -> None:
             print(
                 f"devices {r['devices']:>2}  members {r['members']:>5}  "
                 f"wall {r['wall_s']:7.2f} s  compile {r['compile_s']:5.2f} s  "
-                f"{r['member_steps_per_s']:>10.0f} member·steps/s  peak RSS {r['peak_rss_mib']:6.0f} MiB",
+                f"{r['member_steps_per_s']:>10.0f} member·steps/s  "
+                f"peak RSS {r['peak_rss_mib']:6.0f} MiB",
                 flush=True,
             )
     print(json.dumps(rows))
