@@ -269,4 +269,5 @@ STUDY = Study(
     config=CONFIG,
     grid=GRID,
     report=report,
+    requires=("activation", "depth", "lr", "seed"),
 )

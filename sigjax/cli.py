@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUES",
         help="sweep a key: a,b,c | range(n) | linspace(a,b,n) | logspace(a,b,n)",
     )
+    r.add_argument(
+        "--zip",
+        action="append",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUES",
+        help="sweep several keys in lockstep, e.g. --zip model.depth=2,4 model.width=64,32",
+    )
     r.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     r.add_argument(
         "--resume",
@@ -122,6 +130,7 @@ def _run(args) -> int:
 
     study = experiments.get(args.study or experiments.DEFAULT)
     grids = dict(grid.parse(g) for g in args.grid)
+    grids |= dict(grid.parse_zip(z) for z in args.zip)
     study = study.preset(args.preset).with_overrides(_parse_sets(args.set), grids)
     from sigjax import plan, sweep
 
@@ -189,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sigjax: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Sweep grids: axes over config keys, parsed from the command line, split static/dynamic.
 
-An axis is a config key and its values. Axes multiply (a product); axes given together as
-`--grid a=1,2 --zip b=3,4`-style zipped groups are not supported yet. Values are converted to
-the field's type up front, so a typo fails before anything compiles.
+An axis is a config key and its values. Axes multiply (a product). A *zipped* axis moves several
+keys in lockstep along one dim (`--zip model.depth=2,4,8 model.width=64,32,16`): the first key
+names the dim and the others become coordinates along it. Values are converted to the field's
+type up front, so a typo fails before anything compiles.
 
 Expressions: `a,b,c` · `range(n)` / `range(a,b)` / `range(a,b,s)` · `linspace(a,b,n)` ·
 `logspace(a,b,n)` (powers of ten, like NumPy).
@@ -30,34 +31,60 @@ FIXED_KEYS = ("train.steps", "train.log_every")
 class Axis:
     key: str
     values: tuple
+    zipped: tuple[tuple[str, tuple], ...] = ()  # (key, values) moving in lockstep with this one
 
     @property
     def dim(self) -> str:
         """The dimension name in results: the key's last part (`optim.lr` -> `lr`)."""
-        return self.key.split(".")[-1]
+        return _dim(self.key)
 
     @property
     def dynamic(self) -> bool:
-        return self.key in DYNAMIC_KEYS
+        """Traced (vmapped) when every key on the axis is; otherwise a static axis."""
+        return all(k in DYNAMIC_KEYS for k in (self.key, *(k for k, _ in self.zipped)))
+
+    def at(self, i: int) -> dict[str, Any]:
+        """{key: value} for every key on the axis at position i."""
+        return {self.key: self.values[i], **{k: v[i] for k, v in self.zipped}}
 
 
-def make_axes(spec: dict[str, Sequence[Any]]) -> tuple[Axis, ...]:
-    """Axes from {key: values}, values converted to the field type; UserError on bad input."""
+def _dim(key: str) -> str:
+    return key.split(".")[-1]
+
+
+def make_axes(spec: dict[str | tuple[str, ...], Sequence[Any]]) -> tuple[Axis, ...]:
+    """Axes from {key: values} (a tuple of keys with tuples of values is a zipped axis), values
+    converted to the field type; UserError on bad input."""
     axes = []
     for key, values in spec.items():
-        if key in FIXED_KEYS:
-            raise UserError(f"{key} cannot be a grid axis (all groups share one time axis)")
-        values = tuple(_typed(key, v) for v in values)
-        if not values:
-            raise UserError(f"grid axis {key} is empty")
-        if len(set(values)) != len(values):
-            raise UserError(f"grid axis {key} repeats a value: {list(values)}")
-        axes.append(Axis(key, values))
-    dims = [a.dim for a in axes]
+        keys = key if isinstance(key, tuple) else (key,)
+        columns = list(zip(*values, strict=True)) if isinstance(key, tuple) else [values]
+        if not values or not columns:
+            raise UserError(f"grid axis {'+'.join(keys)} is empty")
+        typed = []
+        for k, col in zip(keys, columns, strict=True):
+            if k in FIXED_KEYS:
+                raise UserError(f"{k} cannot be a grid axis (all groups share one time axis)")
+            typed.append(tuple(_typed(k, v) for v in col))
+        rows = list(zip(*typed, strict=True))
+        if len(set(rows)) != len(rows):
+            raise UserError(f"grid axis {'+'.join(keys)} repeats a value: {list(typed[0])}")
+        axes.append(Axis(keys[0], typed[0], tuple(zip(keys[1:], typed[1:], strict=True))))
+    dims = [_dim(k) for a in axes for k in (a.key, *(k for k, _ in a.zipped))]
     dup = {d for d in dims if dims.count(d) > 1}
     if dup:
         raise UserError(f"two grid axes share the dimension name {sorted(dup)[0]!r}")
     return tuple(axes)
+
+
+def parse_zip(items: Sequence[str]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """`key=values` items of one --zip -> (keys, rows of value strings); lengths must match."""
+    parsed = [parse(t) for t in items]
+    lengths = {len(v) for _, v in parsed}
+    if len(lengths) != 1:
+        raise UserError(f"--zip axes need the same number of values, got {sorted(lengths)}")
+    keys = tuple(k for k, _ in parsed)
+    return keys, list(zip(*(v for _, v in parsed), strict=True))
 
 
 def parse(text: str) -> tuple[str, list[str]]:
@@ -116,13 +143,15 @@ def groups(cfg: Config, axes: Sequence[Axis]) -> Iterator[Group]:
     """Static groups in order; members enumerate the dynamic axes in C order."""
     static = [a for a in axes if not a.dynamic]
     dynamic = [a for a in axes if a.dynamic]
-    combos = list(itertools.product(*(a.values for a in dynamic)))
-    members = {
-        a.key: np.array([c[i] for c in combos] if combos else [], dtype=np.float64)
-        for i, a in enumerate(dynamic)
-    }
+    positions = list(itertools.product(*(range(len(a.values)) for a in dynamic)))
+    members: dict[str, np.ndarray] = {}
+    for i, a in enumerate(dynamic):
+        for key in (a.key, *(k for k, _ in a.zipped)):
+            members[key] = np.array([a.at(p[i])[key] for p in positions], dtype=np.float64)
     for index in itertools.product(*(range(len(a.values)) for a in static)):
-        updates = {a.key: a.values[i] for a, i in zip(static, index, strict=True)}
+        updates = {}
+        for a, i in zip(static, index, strict=True):
+            updates |= a.at(i)
         yield Group(index=index, cfg=config.replace(cfg, updates), members=members)
 
 

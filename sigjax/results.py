@@ -72,14 +72,18 @@ def to_dataset(
     for name, arr in full.items():
         extra = ["step", "layer"] if name in PER_LAYER else ["step"] if name in PER_STEP else []
         data_vars[name] = (dims + extra, arr)
-    coords = {a.dim: list(a.values) for a in axes}
+    coords: dict = {a.dim: list(a.values) for a in axes}
+    for a in axes:  # zipped keys: a coordinate along their axis' dim
+        coords |= {k.split(".")[-1]: (a.dim, list(v)) for k, v in a.zipped}
     coords["step"] = np.arange(n_steps) * cfg.train.log_every
     coords["layer"] = np.arange(1, n_layer + 1)
     ds = xr.Dataset(data_vars, coords=coords)
     ds = ds.transpose(*[a.dim for a in axes], "step", "layer")
     ds.attrs = {
         "config": to_json(cfg),
-        "grid": json.dumps([[a.key, list(a.values)] for a in axes]),
+        "grid": json.dumps(
+            [[a.key, list(a.values), [[k, list(v)] for k, v in a.zipped]] for a in axes]
+        ),
         "format_version": FORMAT_VERSION,
         **provenance(),
         **(extra_attrs or {}),

@@ -49,6 +49,8 @@ class Study:
     report: Callable[[xr.Dataset, Path], dict[str, Any]] | None = None
     # (config, axes, progress, checkpoint store or None) -> results
     compute: Callable[..., xr.Dataset] = _sweep
+    # grid dims the report reads (checked before anything runs)
+    requires: tuple[str, ...] = ()
     # named variants, e.g. {"quick": ({sets}, {grids}), "full": (...)}: `--quick` / `--full`
     presets: dict[str, tuple[dict, dict]] = field(default_factory=dict)
 
@@ -71,12 +73,20 @@ class Study:
         sets, grids = dict(sets or {}), dict(grids or {})
         g = dict(self.grid)
         plain = {}
+        zipped = {k for key in g if isinstance(key, tuple) for k in key}
         for key, value in sets.items():
+            if key in zipped:
+                raise UserError(f"--set {key}: the study zips it with other keys; use --zip")
             if key in g:
                 g[key] = (value,)
             else:
                 plain[key] = value
-        g.update({k: tuple(v) for k, v in grids.items()})
+        for key, values in grids.items():  # replaces any axis over the same keys
+            new = set(key) if isinstance(key, tuple) else {key}
+            for old in list(g):
+                if new & (set(old) if isinstance(old, tuple) else {old}):
+                    del g[old]
+            g[key] = tuple(values)
         cfg = config.replace(self.config, plain)
         return replace(self, config=cfg, grid=g)
 
@@ -116,6 +126,12 @@ def run_study(
     """
     path = resolve_out(study.name, out, overwrite and not resume)
     axes = study.axes()
+    missing = [d for d in study.requires if d not in {a.dim for a in axes}]
+    if missing:
+        raise UserError(
+            f"study {study.name} needs grid axes {', '.join(study.requires)} "
+            f"(each its own axis, not zipped); missing: {', '.join(missing)}"
+        )
     if study.compute is _sweep:
         sweep.check(study.config, axes)  # every bad value fails here, before any compile
     partial = path.with_name(f".{path.name}.partial")
@@ -163,7 +179,13 @@ def run_study(
         meta = {
             "study": study.name,
             "config": config.to_dict(study.config),
-            "grid": {a.key: list(a.values) for a in axes},
+            "grid": {
+                "+".join((a.key, *(k for k, _ in a.zipped))): [
+                    list(a.at(i).values()) if a.zipped else a.values[i]
+                    for i in range(len(a.values))
+                ]
+                for a in axes
+            },
             "headline": headline,
         }
         (tmp / "config.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")

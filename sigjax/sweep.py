@@ -36,12 +36,13 @@ def check(cfg: Config, axes: Sequence[grid.Axis]) -> list[grid.Group]:
         train.check_config(g.cfg)
     for a in axes:
         if a.dynamic:
-            train.check_hparams({a.dim: np.asarray(a.values, dtype=float)})
+            for key, values in ((a.key, a.values), *a.zipped):
+                train.check_hparams({key.split(".")[-1]: np.asarray(values, dtype=float)})
     return groups
 
 
 def fingerprint(cfg: Config, axes: Sequence[grid.Axis]) -> str:
-    return checkpoint.fingerprint(to_json(cfg), repr([(a.key, a.values) for a in axes]))
+    return checkpoint.fingerprint(to_json(cfg), repr(tuple(axes)))
 
 
 def run(
