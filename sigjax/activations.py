@@ -8,6 +8,7 @@ ReLU, a unit that is switched off (φ' = 0).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,7 +65,7 @@ REGISTRY: dict[str, Activation] = {
         Activation("elu", jax.nn.elu, 1.0),
         Activation("softplus", jax.nn.softplus, 1.0),
         Activation("softsign", jax.nn.soft_sign, 1.0),
-        Activation("erf", _erf, 2.0 / jnp.sqrt(jnp.pi).item()),
+        Activation("erf", _erf, 2.0 / math.sqrt(math.pi)),
         Activation("hard_sigmoid", jax.nn.hard_sigmoid, 1.0 / 6.0),  # relu6(x + 3) / 6
         Activation("hard_tanh", _hard_tanh, 1.0),
         Activation("silu", jax.nn.silu, _SILU_MAX),

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="memory budget for a chunk of members, e.g. 4G (default: a safe share)",
     )
+    dist = r.add_argument_group("several processes or hosts (jax.distributed)")
+    dist.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    dist.add_argument("--num-processes", type=int, metavar="N")
+    dist.add_argument("--process-id", type=int, metavar="I")
     r.add_argument(
         "--plan",
         action="store_true",
@@ -123,11 +127,29 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _distributed(args) -> None:
+    """Join a multi-process run (one process per host, or several on one host)."""
+    from sigjax.errors import UserError
+
+    given = [args.coordinator, args.num_processes, args.process_id]
+    if all(v is None for v in given):
+        return
+    if any(v is None for v in given):
+        raise UserError("--coordinator, --num-processes and --process-id go together")
+    if args.num_processes < 1 or not 0 <= args.process_id < args.num_processes:
+        raise UserError(f"--process-id must be in [0, {args.num_processes})")
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts need it
+    jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+
+
 def _run(args) -> int:
     import experiments
     from sigjax import grid
     from sigjax.study import run_study
 
+    _distributed(args)
     study = experiments.get(args.study or experiments.DEFAULT)
     grids = dict(grid.parse(g) for g in args.grid)
     grids |= dict(grid.parse_zip(z) for z in args.zip)
@@ -149,6 +171,11 @@ def _run(args) -> int:
         progress=progress,
         max_memory=max_memory,
     )
+    import jax
+
+    if jax.process_index() > 0:
+        print(f"process {jax.process_index()}: done; process 0 writes {path}")
+        return 0
     print(f"wrote {path}/ ({', '.join(sorted(p.name for p in path.iterdir()))})")
     table = path / "table.md"
     if table.exists():

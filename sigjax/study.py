@@ -134,7 +134,11 @@ def run_study(
         )
     if study.compute is _sweep:
         sweep.check(study.config, axes)  # every bad value fails here, before any compile
-    partial = path.with_name(f".{path.name}.partial")
+    import jax
+
+    rank = jax.process_index()
+    suffix = f".p{rank}" if jax.process_count() > 1 else ""  # one checkpoint per process
+    partial = path.with_name(f".{path.name}.partial{suffix}")
     if partial.exists() and not (resume or overwrite):
         raise UserError(
             f"an interrupted run is waiting in {partial}; pass --resume to continue it "
@@ -165,6 +169,9 @@ def run_study(
         raise
     ds.attrs["study"] = study.name
     ds.attrs["wall_time_s"] = time.perf_counter() - t0
+    if rank > 0:  # every process holds the gathered results; process 0 writes them
+        shutil.rmtree(partial, ignore_errors=True)
+        return ds, path, {}
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".writing", dir=path.parent))
     try:
         umask = os.umask(0)

@@ -195,8 +195,18 @@ def run_group(
     group: int = 0,
     segments: int = 10,
 ) -> dict[str, np.ndarray]:
-    """Train a group's members; each Record field as a (M, T[, L]) NumPy array."""
+    """Train a group's members; each Record field as a (M, T[, L]) NumPy array.
+
+    With several JAX processes (`jax.distributed`), each trains a contiguous share of the
+    members on its own devices and the shares are gathered, so every process returns all.
+    """
     hp, seeds = member_inputs(prog, members)
+    n_proc = jax.process_count()
+    if n_proc > 1:
+        share = -(-len(seeds) // n_proc)
+        idx = np.arange(share * jax.process_index(), share * (jax.process_index() + 1))
+        idx = np.minimum(idx, len(seeds) - 1)  # the last share is padded with its last member
+        hp, seeds = {k: v[idx] for k, v in hp.items()}, seeds[idx]
     m = len(seeds)
     n_dev = jax.local_device_count()
     size = m if chunk_size is None else max(1, min(chunk_size, m))
@@ -219,7 +229,14 @@ def run_group(
         elif bar is not None:
             bar.update(n_real * prog.cfg.train.steps)
         outs.append({k: v[:n_real] for k, v in chunk.items()})
-    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    if n_proc > 1:
+        from jax.experimental import multihost_utils
+
+        gathered = multihost_utils.process_allgather(out)  # each (n_proc, share, …)
+        n = len(members[next(iter(members))]) if members else 1
+        out = {k: np.asarray(v).reshape(-1, *v.shape[2:])[:n] for k, v in gathered.items()}
+    return out
 
 
 def _run_chunk(prog, fns, data, args, plan, store, group, c, n_real, bar) -> dict:
