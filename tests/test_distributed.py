@@ -63,8 +63,9 @@ def test_two_processes_equal_one(tmp_path):
         experiments.get("sigmoid_convergence").with_overrides(SETS, GRIDS), report=None
     )
     one, _, _ = run_study(study, tmp_path / "one")
+    # vmap widths differ (5 vs 9 members): equal up to float reassociation
     for name in one.data_vars:
         np.testing.assert_allclose(
-            two[name].values, one[name].values, rtol=1e-5, atol=1e-7, err_msg=name
+            two[name].values, one[name].values, rtol=1e-4, atol=1e-6, err_msg=name
         )
     assert not list(tmp_path.glob(".run.partial*"))
