@@ -37,7 +37,7 @@ def layer_at(da: xr.DataArray, ds: xr.Dataset, which: str) -> xr.DataArray:
     return da.isel(layer=index, drop=True) if "layer" in da.dims else da
 
 
-def grad_ratio(ds: xr.DataArray | xr.Dataset) -> xr.DataArray:
+def grad_ratio(ds: xr.Dataset) -> xr.DataArray:
     """‖∂L/∂W_1‖ / ‖∂L/∂W_out‖ over steps: below 1 means gradients shrink toward the input.
 
     NaN for nets without a hidden layer (the first layer is the output layer).

@@ -114,17 +114,14 @@ def make(
     members = grid.n_members(axes)
     plans = []
     for g in grid.groups(cfg, axes):
-        label = _label(g, axes)
-        mem = estimate(g.cfg, *dims[label])
-        plans.append(
-            GroupPlan(
-                label, members, chunk_for(mem, members, budget, jax.local_device_count()), mem
-            )
-        )
+        name = label(g, axes)
+        mem = estimate(g.cfg, *dims[name])
+        chunk = chunk_for(mem, members, budget, jax.local_device_count())
+        plans.append(GroupPlan(name, members, chunk, mem))
     return plans
 
 
-def _label(g: grid.Group, axes: Sequence[grid.Axis]) -> str:
+def label(g: grid.Group, axes: Sequence[grid.Axis]) -> str:
     static = [a for a in axes if not a.dynamic]
     parts = [f"{a.dim}={a.values[i]}" for a, i in zip(static, g.index, strict=True)]
     return ", ".join(parts) or "all"

@@ -40,7 +40,7 @@ def save(fig, directory: str | Path, name: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     for p in paths:
-        fig.savefig(p, dpi=130, bbox_inches="tight")
+        fig.savefig(p, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return paths
 

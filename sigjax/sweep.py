@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import jax
@@ -126,7 +126,7 @@ def make_plan(
         d = _load(g.cfg.data, datasets)
         n_test = d.x_test.shape[0] if d.has_test else 0
         out_dim = g.cfg.model.out_dim or d.out_dim
-        dims[plan_lib._label(g, axes)] = (d.in_dim, out_dim, d.x_train.shape[0], n_test)
+        dims[plan_lib.label(g, axes)] = (d.in_dim, out_dim, d.x_train.shape[0], n_test)
     return plan_lib.make(cfg, axes, dims, budget)
 
 
@@ -148,9 +148,9 @@ def member_inputs(prog: train.Program, members: dict[str, np.ndarray]):
 class Compiled:
     """A group's vmapped, jitted pieces; each takes (data, hparams, seeds, …) per member."""
 
-    init: callable
-    advance: callable  # (data, hp, seeds, state, n_segments) — n_segments static
-    finish: callable
+    init: Callable
+    advance: Callable  # (data, hp, seeds, state, n_segments) — n_segments static
+    finish: Callable
 
 
 @functools.lru_cache(maxsize=64)

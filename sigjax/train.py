@@ -24,6 +24,7 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from sigjax import activations, initializers, losses, metrics, models, optim
@@ -116,8 +117,6 @@ def check_config(cfg: Config) -> None:
 
 def check_hparams(values: dict[str, Any]) -> None:
     """UserError for a dynamic value out of range (values may be scalars or arrays)."""
-    import numpy as np
-
     rules = {
         "lr": (0, False),
         "momentum": (0, True),
