@@ -66,3 +66,14 @@ def test_sigmoid_needs_more_steps_than_tanh_and_relu():
     # and why: at init the sigmoid net's first-layer gradient is far smaller than tanh's
     ratio = analysis.grad_ratio(ds).isel(step=0).median(["seed", "lr"]).sel(depth=3)
     assert ratio.sel(activation="sigmoid") < 0.1 * ratio.sel(activation="tanh")
+
+
+def test_python_entry_point_equals_a_direct_sweep():
+    import sigjax
+
+    over = {"train.steps": 20, "train.log_every": 10, "model.width": 8}
+    g = {"model.activation": ["tanh"], "model.depth": [1], "optim.lr": [0.1, 0.3], "seed": [0, 1]}
+    ds = sigjax.run("sigmoid_convergence", overrides=over, grid=g)
+    direct = sweep.run(config.replace(study.CONFIG, over), grid.make_axes(g))
+    np.testing.assert_array_equal(ds.loss.values, direct.loss.values)
+    assert ds.loss.dims == ("activation", "depth", "lr", "seed", "step")
