@@ -8,6 +8,9 @@ from sigjax.errors import UserError
 
 STUDIES = {
     "sigmoid_convergence": "experiments.sigmoid_convergence",
+    "phase_diagram": "experiments.phase_diagram",
+    "gradient_propagation": "experiments.gradient_propagation",
+    "trainability": "experiments.trainability",
 }
 DEFAULT = "sigmoid_convergence"
 

@@ -30,8 +30,10 @@ def _static_dims(ds: xr.Dataset) -> list[str]:
 
 def describe(ds: xr.Dataset, threshold: float) -> str:
     """Groups, members, best settings and divergence boundary, as text."""
+    if "loss" not in ds:  # a study of untrained networks or of theory alone
+        return _describe_other(ds)
     dims = analysis.member_dims(ds)
-    n = int(np.prod([ds.sizes[d] for d in dims]))
+    n = int(ds.loss.notnull().any("step").sum())  # padded cells of ragged grids do not count
     lines = [
         f"study {ds.attrs.get('study', '?')}: {n} trained models over "
         + " × ".join(f"{d}={ds.sizes[d]}" for d in dims),
@@ -63,8 +65,21 @@ def describe(ds: xr.Dataset, threshold: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _describe_other(ds: xr.Dataset) -> str:
+    lines = [
+        f"study {ds.attrs.get('study', '?')}: "
+        + " × ".join(f"{d}={n}" for d, n in ds.sizes.items()),
+        f"wall time {float(ds.attrs.get('wall_time_s', np.nan)):.1f} s, "
+        f"sigjax {ds.attrs.get('sigjax_version', '?')}",
+        "variables: " + ", ".join(f"{v} ({', '.join(ds[v].dims)})" for v in ds.data_vars),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def standard_figures(ds: xr.Dataset, out: str | Path) -> list[Path]:
     """Loss curves and per-layer gradient norms, one panel per static setting."""
+    if "loss" not in ds or "grad_norm" not in ds:
+        raise UserError("this run has no training trajectories to plot; see its own figures/")
     static = _static_dims(ds)
     settings = (
         ds.drop_vars([v for v in ds.data_vars if "step" not in ds[v].dims]).stack(setting=static)
