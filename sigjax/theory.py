@@ -80,6 +80,9 @@ def _q_star(p: Phi, w: np.ndarray, b: np.ndarray, q0: np.ndarray) -> np.ndarray:
     for up in (True, False):
         todo = np.flatnonzero(f0 > 0 if up else f0 < 0)
         cur, fcur = q0[todo], f0[todo]
+        # the bracket's far end: the last point whose gap had the starting sign for sure (a step
+        # can land on the fixed point itself, where the gap is rounding noise of either sign)
+        end, fend = cur.copy(), fcur.copy()
         cap = 1e18 * np.maximum(q0[todo], 1.0)
         for step in range(1200):
             if todo.size == 0:
@@ -91,10 +94,12 @@ def _q_star(p: Phi, w: np.ndarray, b: np.ndarray, q0: np.ndarray) -> np.ndarray:
             fn = _gap(p, nxt, w[todo], b[todo])
             hit = fn <= 0 if up else fn > 1e-14 * nxt  # down: ignore rounding-level gaps
             i = todo[hit]
-            lo[i], flo[i], hi[i], fhi[i] = cur[hit], fcur[hit], nxt[hit], fn[hit]
+            lo[i], flo[i], hi[i], fhi[i] = end[hit], fend[hit], nxt[hit], fn[hit]
             go = ~hit & (nxt <= cap if up else nxt > nm.Q_FLOOR)
             out[todo[~hit & ~go]] = np.inf if up else 0.0
-            todo, cur, fcur, cap = todo[go], nxt[go], fn[go], cap[go]
+            sure = fn > 0 if up else fn < 0
+            end, fend = np.where(sure, nxt, end), np.where(sure, fn, fend)
+            todo, cur, fcur, cap, end, fend = (v[go] for v in (todo, nxt, fn, cap, end, fend))
     i = np.flatnonzero(np.isnan(out))
     if i.size:
 

@@ -416,3 +416,27 @@ def test_cli_line(capsys):
 def test_cli_errors(argv, match):
     with pytest.raises(UserError, match=match):
         _cli(["theory", *argv])
+
+
+def test_q_star_when_a_bracket_step_lands_on_the_fixed_point():
+    # on the critical line with q* = 2⁻⁶ exactly: the halving steps from q_start = 1 land on
+    # q*, where the gap is rounding noise and nearly flat (χ₁ = 1)
+    q = 2.0**-6
+    sigma_w2 = _crit_w(q)
+    sigma_b2 = q - float(theory.length_map("centred_sigmoid", q, sigma_w2, 0.0))
+    for q_start in (1.0, 0.9, 2.0**-3):
+        got = float(theory.q_star("centred_sigmoid", sigma_w2, sigma_b2, q_start=q_start))
+        assert got == pytest.approx(q, rel=1e-9), q_start
+        chi = float(theory.chi_1("centred_sigmoid", sigma_w2, sigma_b2, q_start=q_start))
+        assert chi == pytest.approx(1.0, abs=1e-6)
+
+
+def _crit_w(q: float) -> float:
+    """σ_w² with χ₁ = 1 at q: 1 / E[φ'(√q z)²] by adaptive quadrature."""
+    from scipy import integrate, stats
+
+    d = lambda x: 0.25 / np.cosh(x / 2) ** 2  # noqa: E731 - (σ(x) − ½)' = σ'(x)
+    e = integrate.quad(
+        lambda z: d(np.sqrt(q) * z) ** 2 * stats.norm.pdf(z), -12, 12, epsabs=0, epsrel=1e-13
+    )[0]
+    return 1.0 / e
