@@ -8,6 +8,8 @@ from sigjax.errors import UserError
 
 STUDIES = {
     "sigmoid_convergence": "experiments.sigmoid_convergence",
+    "glorot2010": "experiments.glorot2010",
+    "dynamical_isometry": "experiments.dynamical_isometry",
     "phase_diagram": "experiments.phase_diagram",
     "gradient_propagation": "experiments.gradient_propagation",
     "trainability": "experiments.trainability",

@@ -1,0 +1,840 @@
+"""Glorot & Bengio (AISTATS 2010), "Understanding the difficulty of training deep feedforward
+neural networks", on MNIST-1D and digits (and local MNIST when $SIGJAX_DATA_DIR has it).
+
+Their setup: 5 hidden layers, softmax + negative log-likelihood, SGD on minibatches of 10, the
+learning rate tuned per model, biases 0, and two initialisations: "standard" U[±1/√n_in] and
+"normalized" U[±√6/√(n_in + n_out)], for the sigmoid, tanh and softsign. Here every
+(dataset, activation) pair is one compiled program whose members are every (init scheme,
+learning rate, seed): the init scheme only changes the initial weights, so both schemes share
+the training program.
+
+Measured, for every member:
+- the usual per-step records (minibatch loss, per-layer gradient norms, …), and the loss and
+  error on a validation split (the last eighth of the training set, never trained on) at each
+  logged step; the test error of the final model on the real test split;
+- activation trajectories (their Fig. 2–4): mean, std and the 2nd / 98th percentiles of each
+  layer's activations on 300 fixed test examples, at init and after every log interval;
+- distributions at init and after training (Fig. 6–8): per-layer variances and histograms of the
+  activations, of the back-propagated gradients ∂ℓ/∂z_l (per example) and of the weight
+  gradients ∂L/∂W_l, on the same 300 examples.
+
+The learning rate of each (dataset, variant) is the one with the lowest mean final validation
+error (rates within one percentage point of it tie, and the lower validation loss breaks the
+tie); Table 1's analogue reports the test error at that rate, mean ± std over seeds. The quick
+setting (the default) is width 64 and 1500 steps; `--full` is their width 1000, 20000 steps,
+depth 4 and 5, more rates and seeds, and MNIST when $SIGJAX_DATA_DIR/mnist exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from sigjax import (
+    activations,
+    checkpoint,
+    config,
+    grid,
+    losses,
+    models,
+    plotting,
+    results,
+    sweep,
+    train,
+)
+from sigjax import data as data_lib
+from sigjax.config import Config
+from sigjax.study import Study
+
+ACTIVATIONS = ("sigmoid", "tanh", "softsign")
+SCHEMES = ("standard", "normalized")
+N_PROBE = 300  # fixed test examples for activation trajectories and distributions (as theirs)
+VAL_FRACTION = 8  # the last 1/8 of the training set is the validation split
+ACT_BINS = np.linspace(-1.0, 1.0, 61)
+GRAD_RANGE = 4.0  # gradient histograms span ±4 std of the top hidden layer's values
+GRAD_BINS = np.linspace(-GRAD_RANGE, GRAD_RANGE, 61)
+WHEN = ("init", "final")
+
+# ----------------------------------------------------------------- data: train / validation
+
+
+def split_data(full: data_lib.Data) -> tuple[data_lib.Data, jax.Array, jax.Array, dict]:
+    """(training data whose "test" slot is the validation split, probe x, probe y, test set).
+
+    The validation split is the last 1/VAL_FRACTION of the training set; the probe batch is the
+    first N_PROBE test examples (Glorot & Bengio used 300 fixed test examples).
+    """
+    n = full.x_train.shape[0]
+    n_val = max(1, n // VAL_FRACTION)
+    train_data = data_lib.Data(
+        x_train=full.x_train[: n - n_val],
+        y_train=full.y_train[: n - n_val],
+        x_test=full.x_train[n - n_val :],
+        y_test=full.y_train[n - n_val :],
+        n_classes=full.n_classes,
+    )
+    test = {"x": full.x_test, "y": full.y_test}
+    return train_data, full.x_test[:N_PROBE], full.y_test[:N_PROBE], test
+
+
+# ----------------------------------------------------------------- the network, by hand
+
+
+def forward(params, x, activation: str, head_activation: str = "identity", shifts=None):
+    """The MLP of sigjax.models as plain jnp: (outputs, pre-activations, activations).
+
+    `shifts` (one array per layer, shaped like z_l) are added to the pre-activations, so that
+    the gradient of a loss with respect to them is the back-propagated gradient ∂L/∂z_l.
+    """
+    names = models.layer_names(params)
+    pre, post = [], []
+    for i, name in enumerate(names):
+        z = x @ params[name]["kernel"] + params[name]["bias"]
+        if shifts is not None:
+            z = z + shifts[i]
+        x = activations.get(activation if i < len(names) - 1 else head_activation)(z)
+        pre.append(z)
+        post.append(x)
+    return x, pre, post
+
+
+def _density(values: jax.Array, edges: np.ndarray) -> jax.Array:
+    """Normalised histogram (a density over the bins; values outside count in no bin)."""
+    nb = len(edges) - 1
+    lo, hi = float(edges[0]), float(edges[-1])
+    v = values.ravel()
+    idx = jnp.clip(jnp.floor((v - lo) / (hi - lo) * nb).astype(jnp.int32), 0, nb - 1)
+    inside = (v >= lo) & (v <= hi)
+    counts = jnp.zeros(nb).at[idx].add(inside.astype(jnp.float32))
+    return counts / (v.size * (hi - lo) / nb)
+
+
+def probe_stats(prog: train.Program, params, x) -> dict[str, jax.Array]:
+    """Mean, std, 2nd and 98th percentiles of each layer's activations on x: (n_layers,) each."""
+    _, _, post = forward(params, x, prog.cfg.model.activation, prog.cfg.model.head_activation)
+    return {
+        "probe_mean": jnp.stack([a.mean() for a in post]),
+        "probe_std": jnp.stack([a.std() for a in post]),
+        "probe_p02": jnp.stack([jnp.percentile(a, 2.0) for a in post]),
+        "probe_p98": jnp.stack([jnp.percentile(a, 98.0) for a in post]),
+    }
+
+
+def distributions(prog: train.Program, params, x, y) -> dict[str, jax.Array]:
+    """Per-layer variances and histograms of activations, back-propagated gradients ∂ℓ_i/∂z_l
+    (of each example's own loss) and weight gradients ∂L/∂W_l (L the mean loss over x).
+
+    Gradient histograms are in units of the top hidden layer's std (the output layer's for a
+    net without hidden layers), so that the layers share one axis as in the paper's figures.
+    """
+    act, head = prog.cfg.model.activation, prog.cfg.model.head_activation
+    loss_fn = losses.get(prog.cfg.train.loss)
+    _, pre, post = forward(params, x, act, head)
+
+    def summed(shifts):
+        out, _, _ = forward(params, x, act, head, shifts)
+        return loss_fn(out, y) * x.shape[0]
+
+    gz = jax.grad(summed)([jnp.zeros_like(z) for z in pre])
+    gw_tree = jax.grad(lambda p: loss_fn(forward(p, x, act, head)[0], y))(params)
+    gw = [gw_tree[n]["kernel"] for n in models.layer_names(params)]
+    top = max(len(pre) - 2, 0)
+    sz, sw = gz[top].std() + 1e-30, gw[top].std() + 1e-30
+    return {
+        "var_act": jnp.stack([a.var() for a in post]),
+        "var_backprop": jnp.stack([g.var() for g in gz]),
+        "var_wgrad": jnp.stack([g.var() for g in gw]),
+        "hist_act": jnp.stack([_density(a, ACT_BINS) for a in post]),
+        "hist_backprop": jnp.stack([_density(g / sz, GRAD_BINS) for g in gz]),
+        "hist_wgrad": jnp.stack([_density(g / sw, GRAD_BINS) for g in gw]),
+    }
+
+
+# ----------------------------------------------------------------- training with probes
+
+
+def _record_fields(rec: train.Record) -> dict[str, jax.Array]:
+    """A Record's fields that are present, by name."""
+    out = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _nan_unless(alive, tree):
+    return jax.tree.map(lambda v: jnp.where(alive, v, jnp.nan), tree)
+
+
+def train_group(
+    progs: Sequence[train.Program],
+    data: data_lib.Data,
+    members: dict[str, np.ndarray],
+    *,
+    probe: Callable | None = None,
+    final: Callable | None = None,
+    bar=None,
+) -> dict[str, np.ndarray]:
+    """Train one static group whose members are every (program, dynamic member) pair.
+
+    `progs` share everything but the init scheme, so one compiled program serves them all; the
+    member axis of every output runs over progs (outer) and `members` (inner, C order).
+    `probe(prog, params) -> {name: (n_layers,) array}` is evaluated at init and after every log
+    interval (NaN once a member diverged); `final(prog, init_params, final_params) -> {name:
+    array}` once at the end. Three programs compile: init, one log interval, and the end.
+    Returns NumPy arrays: Record fields (M, T[, L]), probe fields (M, T, L), final fields
+    (M, …) and diverged_at (M,) (-1: never).
+    """
+    prog = progs[0]
+    hp, seeds = sweep.member_inputs(prog, members)
+    n_s = len(progs)
+    hp = {k: jnp.asarray(np.tile(v, n_s)) for k, v in hp.items()}
+    which = jnp.asarray(np.repeat(np.arange(n_s), len(seeds)).astype(np.int32))
+    seeds = jnp.asarray(np.tile(seeds, n_s).astype(np.int32))
+    key = jax.random.key
+    no_probe = lambda p: {}  # noqa: E731
+    look = (lambda p: probe(prog, p)) if probe else no_probe
+
+    def init(h, s, i):
+        states = [p.init(h, key(s)) for p in progs]
+        st = jax.tree.map(lambda *xs: jnp.stack(xs)[i], *states)
+        return st, look(st.params)
+
+    def interval(data, h, s, st):
+        st, rec = prog.advance(data, h, key(s), st, 1)
+        rec = jax.tree.map(lambda r: r[0], rec)
+        return st, rec, _nan_unless(st.diverged_at < 0, look(st.params))
+
+    def end(data, h, s, st, p0):
+        rec = prog.finish(data, h, key(s), st)
+        res = final(prog, p0, st.params) if final else {}
+        return rec, _nan_unless(st.diverged_at < 0, res)
+
+    # lax.map, not vmap: the same numbers, and about half the compile time on a CPU
+    state, pr = jax.jit(lambda *a: jax.lax.map(lambda b: init(*b), a))(hp, seeds, which)
+    init_params = state.params
+    step = jax.jit(jax.vmap(interval, in_axes=(None, 0, 0, 0)))
+    pieces = {k: [np.asarray(v)] for k, v in pr.items()}
+    for _ in range(prog.n_logs - 1):
+        state, rec, pr = step(data, hp, seeds, state)
+        for k, v in {**_record_fields(rec), **pr}.items():
+            pieces.setdefault(k, []).append(np.asarray(v))
+        if bar is not None:
+            bar.update(len(seeds) * prog.cfg.train.log_every)
+    rec, res = jax.jit(lambda d, *a: jax.lax.map(lambda b: end(d, *b), a))(
+        data, hp, seeds, state, init_params
+    )
+    out = {k: np.stack(v, 1) for k, v in pieces.items()}
+    for k, v in _record_fields(rec).items():
+        v = np.asarray(v)[:, None]
+        out[k] = np.concatenate([out[k], v], 1) if k in out else v
+    out |= {k: np.asarray(v) for k, v in res.items()}
+    out["diverged_at"] = np.asarray(state.diverged_at)
+    return out
+
+
+def run_merged(
+    cfg: Config,
+    axes: Sequence[grid.Axis],
+    *,
+    make_data: Callable[[Config], tuple[data_lib.Data, dict]],
+    probe: Callable | None = None,
+    final: Callable | None = None,
+    group_cfg: Callable[[Config], Config] = lambda c: c,
+    progress: bool = False,
+    store: checkpoint.Store | None = None,
+    tails: dict[str, tuple[str, ...]] | None = None,
+    coords: dict[str, Sequence] | None = None,
+) -> xr.Dataset:
+    """Train a grid in which the init-scheme axis is merged into each static group's members.
+
+    Groups run over the static axes other than init.scheme; `make_data(cfg)` gives a group's
+    training data and extra arguments for `probe` / `final` (bound as keyword arguments).
+    `group_cfg` may adjust a group's config (e.g. its weight variance). A checkpoint store keeps
+    finished groups, so an interrupted run resumes with the next group. The Dataset has dims
+    (other static axes…, scheme, dynamic axes…) + each variable's tail dims from `tails`.
+    """
+    sweep.check(cfg, axes)
+    scheme_axis = next((a for a in axes if a.key == "init.scheme"), None)
+    schemes = scheme_axis.values if scheme_axis else (cfg.init.scheme,)
+    static = [a for a in axes if not a.dynamic and a.key != "init.scheme"]
+    dynamic = [a for a in axes if a.dynamic]
+    groups = list(grid.groups(cfg, [*static, *dynamic]))
+    total = len(groups) * len(schemes) * grid.n_members(dynamic) * cfg.train.steps
+    bar = tqdm(
+        total=total, unit="step", unit_scale=True, disable=not progress, desc="members x steps"
+    )
+    cache: dict = {}
+    for g in groups:  # every dataset loads (or fails) before anything trains
+        gcfg = group_cfg(g.cfg)
+        if gcfg.data not in cache:
+            cache[gcfg.data] = make_data(gcfg)
+    outs, walls = [], []
+    for gi, g in enumerate(groups):
+        done = store.load_group(gi) if store else None
+        if done is None:
+            t0 = time.perf_counter()
+            gcfg = group_cfg(g.cfg)
+            data, extra = cache[gcfg.data]
+            progs = [train.program(config.replace(gcfg, {"init.scheme": s}), data) for s in schemes]
+            bind = _bind(extra)
+            done = train_group(
+                progs,
+                data,
+                g.members,
+                probe=bind(probe),
+                final=bind(final),
+                bar=bar,
+            )
+            done["wall_time_s"] = np.float64(time.perf_counter() - t0)
+            if store:
+                store.save_group(gi, done)
+        else:
+            bar.update(len(schemes) * grid.n_members(dynamic) * cfg.train.steps)
+        walls.append(float(done.pop("wall_time_s", np.nan)))
+        outs.append(done)
+    bar.close()
+    return assemble(
+        cfg,
+        static,
+        schemes,
+        dynamic,
+        [g.index for g in groups],
+        outs,
+        tails or {},
+        coords or {},
+        attrs={"wall_time_s": sum(walls), "group_wall_times_s": repr(walls)},
+    )
+
+
+def _bind(extra: dict):
+    def bind(fn):
+        if fn is None:
+            return None
+        return lambda prog, *args: fn(prog, *args, **extra)
+
+    return bind
+
+
+DEFAULT_TAILS = {
+    **{k: ("step",) for k in results.PER_STEP},
+    **{k: ("step", "layer") for k in results.PER_LAYER},
+    "diverged_at": (),
+}
+
+
+def assemble(cfg, static, schemes, dynamic, group_index, outs, tails, coords, attrs):
+    """One Dataset from the groups' arrays; the layer axis is padded with NaN to the deepest."""
+    tails = {**DEFAULT_TAILS, **tails}
+    s_shape = tuple(len(a.values) for a in static)
+    d_shape = (len(schemes), *(len(a.values) for a in dynamic))
+    n_layer = max(o["grad_norm"].shape[-1] for o in outs)
+    names = [k for k in outs[0] if k in tails]
+    data_vars = {}
+    for name in names:
+        dims = tails[name]
+        shape = list(outs[0][name].shape[1:])
+        if "layer" in dims:
+            shape[dims.index("layer")] = n_layer
+        full = np.full(s_shape + d_shape + tuple(shape), np.nan, np.float32)
+        for idx, o in zip(group_index, outs, strict=True):
+            arr = o[name].reshape(d_shape + o[name].shape[1:]).astype(np.float32)
+            if "layer" in dims:
+                where = (Ellipsis,) + tuple(
+                    slice(0, arr.shape[len(d_shape) + i]) if d == "layer" else slice(None)
+                    for i, d in enumerate(dims)
+                )
+                full[idx][where] = arr
+            else:
+                full[idx] = arr
+        if name == "diverged_at":
+            full = np.where(full < 0, np.nan, full)
+        dim_names = [a.dim for a in static] + ["scheme"] + [a.dim for a in dynamic] + list(dims)
+        data_vars[name] = (dim_names, full)
+    n_layers = np.zeros(s_shape + d_shape, np.int32)
+    for idx, o in zip(group_index, outs, strict=True):
+        n_layers[idx] = o["grad_norm"].shape[-1]
+    data_vars["n_layers"] = (
+        [a.dim for a in static] + ["scheme"] + [a.dim for a in dynamic],
+        n_layers,
+    )
+    c = {a.dim: list(a.values) for a in (*static, *dynamic)}
+    c["scheme"] = list(schemes)
+    c["step"] = np.arange(cfg.train.steps // cfg.train.log_every + 1) * cfg.train.log_every
+    c["layer"] = np.arange(1, n_layer + 1)
+    c.update({k: list(v) for k, v in coords.items()})
+    ds = xr.Dataset(data_vars, coords=c)
+    ds.attrs = {
+        "config": config.to_json(cfg),
+        "grid": json.dumps(
+            [[a.key, list(a.values)] for a in (*static, *dynamic)]
+            + [["init.scheme", list(schemes)]]
+        ),
+        "format_version": results.FORMAT_VERSION,
+        **results.provenance(),
+        **attrs,
+    }
+    return ds
+
+
+# ----------------------------------------------------------------- the study
+
+
+def local_mnist_available() -> bool:
+    """True when $SIGJAX_DATA_DIR/mnist/ exists (then the full setting adds MNIST)."""
+    import os
+
+    from sigjax.data_sources import DATA_DIR_ENV
+
+    root = os.environ.get(DATA_DIR_ENV)
+    return bool(root) and (Path(root).expanduser() / "mnist").is_dir()
+
+
+CONFIG = config.replace(
+    Config(),
+    {
+        "data.name": "mnist1d",
+        "data.seed": 42,  # the canonical MNIST-1D; the digits split with the same seed
+        "model.depth": 5,
+        "model.width": 64,
+        "model.activation": "sigmoid",
+        "model.head_activation": "identity",
+        "init.scheme": "standard",
+        "init.sigma_w2": 1.0,  # the schemes exactly as defined, biases 0
+        "init.sigma_b2": 0.0,
+        "optim.name": "sgd",
+        "train.loss": "softmax_ce",
+        "train.batch_size": 10,
+        "train.steps": 1500,
+        "train.log_every": 50,
+        "train.loss_threshold": 1.0,
+    },
+)
+GRID = {
+    "data.name": ("mnist1d", "digits"),
+    "model.activation": ACTIVATIONS,
+    "init.scheme": SCHEMES,
+    "optim.lr": (0.03, 0.1, 0.3, 1.0),
+    "seed": tuple(range(8)),
+}
+FULL = (
+    {"model.width": 1000, "train.steps": 20000, "train.log_every": 500},
+    {
+        "data.name": ("mnist1d", "digits", *(("mnist",) if local_mnist_available() else ())),
+        "model.depth": (4, 5),
+        "optim.lr": (0.003, 0.01, 0.03, 0.1, 0.3),
+        "seed": tuple(range(10)),
+    },
+)
+
+TAILS = {
+    "probe_mean": ("step", "layer"),
+    "probe_std": ("step", "layer"),
+    "probe_p02": ("step", "layer"),
+    "probe_p98": ("step", "layer"),
+    "var_act": ("when", "layer"),
+    "var_backprop": ("when", "layer"),
+    "var_wgrad": ("when", "layer"),
+    "hist_act": ("when", "layer", "abin"),
+    "hist_backprop": ("when", "layer", "gbin"),
+    "hist_wgrad": ("when", "layer", "gbin"),
+    "final_test_error": (),
+    "final_test_loss": (),
+}
+COORDS = {
+    "when": WHEN,
+    "abin": 0.5 * (ACT_BINS[1:] + ACT_BINS[:-1]),
+    "gbin": 0.5 * (GRAD_BINS[1:] + GRAD_BINS[:-1]),
+}
+
+
+def make_data(cfg: Config):
+    train_data, x, y, test = split_data(data_lib.load(cfg.data))
+    return train_data, {"x": x, "y": y, "test": test}
+
+
+def _probe(prog, params, *, x, y, test):
+    return probe_stats(prog, params, x)
+
+
+def _final(prog, p0, p1, *, x, y, test):
+    d0, d1 = distributions(prog, p0, x, y), distributions(prog, p1, x, y)
+    out = {k: jnp.stack([d0[k], d1[k]]) for k in d0}
+    logits = forward(p1, test["x"], prog.cfg.model.activation, prog.cfg.model.head_activation)[0]
+    loss = prog.cfg.train.loss
+    out["final_test_error"] = 1.0 - losses.accuracy(logits, test["y"], loss)
+    out["final_test_loss"] = losses.get(loss)(logits, test["y"])
+    return out
+
+
+def compute(cfg: Config, axes, progress: bool, store) -> xr.Dataset:
+    ds = run_merged(
+        cfg,
+        axes,
+        make_data=make_data,
+        probe=_probe,
+        final=_final,
+        progress=progress,
+        store=store,
+        tails=TAILS,
+        coords=COORDS,
+    )
+    return ds.rename({"test_loss": "val_loss", "test_accuracy": "val_accuracy"})
+
+
+# ----------------------------------------------------------------- report
+
+PAPER_ORDER = ("softsign", "tanh", "sigmoid")
+
+
+def variant(act: str, scheme: str) -> str:
+    if scheme == "standard":
+        return act
+    if scheme in ("normalized", "glorot_uniform"):
+        return f"{act}-N"
+    return f"{act} ({scheme})"
+
+
+TIE = 0.01  # mean validation errors within one percentage point of the best count as a tie
+
+
+def best_lr(ds: xr.Dataset) -> xr.DataArray:
+    """Per setting, the learning rate with the lowest mean final validation error (a diverged
+    member counts as error 1); rates within TIE of it are a tie, which the lower mean final
+    validation loss breaks (so a net stuck at chance at every rate gets the rate that fits
+    best, not the one whose constant guess happened to hit a slightly larger class)."""
+    err = (1.0 - ds.val_accuracy.isel(step=-1, drop=True)).fillna(1.0).mean("seed")
+    loss = ds.val_loss.isel(step=-1, drop=True).fillna(np.inf).mean("seed")
+    tied = err <= err.min("lr") + TIE
+    return loss.where(tied, np.inf).idxmin("lr")
+
+
+def at_best(da: xr.DataArray, best: xr.DataArray) -> xr.DataArray:
+    return da.sel(lr=best, drop=True)
+
+
+def _settings(ds: xr.Dataset) -> list[dict]:
+    """Every combination of the dims other than activation, scheme, lr, seed, step, layer…"""
+    skip = {"activation", "scheme", "lr", "seed", "step", "layer", "when", "abin", "gbin"}
+    dims = [d for d in ds.final_test_error.dims if d not in skip]
+    combos = [{}]
+    for d in dims:
+        combos = [c | {d: v} for c in combos for v in ds[d].values.tolist()]
+    return combos
+
+
+def _label(setting: dict) -> str:
+    return ", ".join(f"{v}" if k == "name" else f"{k} {v}" for k, v in setting.items())
+
+
+def _save(fig, out: Path, name: str) -> None:
+    """figures/<name>.png (dpi 100, small enough to commit) and .pdf; closes the figure."""
+    d = Path(out) / "figures"
+    d.mkdir(parents=True, exist_ok=True)
+    fig.savefig(d / f"{name}.png", dpi=100, bbox_inches="tight")
+    fig.savefig(d / f"{name}.pdf", bbox_inches="tight")
+    plotting.plt.close(fig)
+
+
+def table(ds: xr.Dataset) -> list[dict]:
+    best = best_lr(ds)
+    err = at_best(ds.final_test_error, best)
+    val = at_best((1.0 - ds.val_accuracy.isel(step=-1, drop=True)), best)
+    div = at_best(ds.diverged_at.notnull(), best)
+    rows = []
+    acts = [a for a in PAPER_ORDER if a in ds.activation.values.tolist()]
+    acts += [a for a in ds.activation.values.tolist() if a not in acts]
+    for setting in _settings(ds):
+        for act in acts:
+            for scheme in ds.scheme.values.tolist():
+                sel = {**setting, "activation": act, "scheme": scheme}
+                e = err.sel(sel).values * 100
+                rows.append(
+                    {
+                        **setting,
+                        "variant": variant(act, scheme),
+                        "activation": act,
+                        "scheme": scheme,
+                        "best_lr": float(best.sel(sel)),
+                        "val_error_mean": float(np.nanmean(val.sel(sel).values) * 100),
+                        "test_error_mean": float(np.nanmean(e)),
+                        "test_error_std": float(np.nanstd(e, ddof=1))
+                        if np.sum(~np.isnan(e)) > 1
+                        else float("nan"),
+                        "n_seeds": int(np.sum(~np.isnan(e))),
+                        "n_diverged": int(div.sel(sel).sum()),
+                    }
+                )
+    return rows
+
+
+def _markdown(rows: list[dict], ds: xr.Dataset) -> str:
+    settings = [_label(s) for s in _settings(ds)]
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    cfg = config.from_dict(json.loads(ds.attrs["config"]))
+    lines = [
+        f"Test error (%) at each variant's best learning rate (chosen on the validation split), "
+        f"mean ± std over seeds; {cfg.model.depth} hidden layers of width {cfg.model.width}, "
+        f"SGD with minibatches of {cfg.train.batch_size}, {cfg.train.steps} steps. "
+        "'-N': normalized initialisation.",
+        "",
+        "| variant | " + " | ".join(settings) + " |",
+        "|---|" + "---|" * len(settings),
+    ]
+    for v in variants:
+        cells = []
+        for s in _settings(ds):
+            r = next(r for r in rows if r["variant"] == v and all(r[k] == s[k] for k in s))
+            cell = f"{r['test_error_mean']:.1f} ± {r['test_error_std']:.1f} (lr {r['best_lr']:g})"
+            if r["n_diverged"]:
+                cell += f", {r['n_diverged']} diverged"
+            cells.append(cell)
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def gradient_ratios(ds: xr.Dataset) -> xr.Dataset:
+    """Var at the first hidden layer / Var at the top hidden layer, mean over seeds at the best
+    learning rate, for back-propagated gradients, weight gradients and activations."""
+    best = best_lr(ds)
+    top = ds.n_layers - 1  # index of the top hidden layer +1 … layers are 1-based
+    out = {}
+    for name in ("var_backprop", "var_wgrad", "var_act"):
+        da = at_best(ds[name], best)
+        first = da.sel(layer=1, drop=True)
+        last = da.isel(layer=(at_best(top, best) - 1).clip(0), drop=True)
+        out[name] = (first / last).mean("seed")
+    return xr.Dataset(out)
+
+
+def report(ds: xr.Dataset, out: Path) -> dict:
+    rows = table(ds)
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(out / "table.csv", index=False)
+    (out / "table.md").write_text(_markdown(rows, ds))
+    ratios = gradient_ratios(ds)
+    _fig_activations(ds, out)
+    _fig_distributions(ds, out)
+    _fig_variances(ds, out)
+    _fig_val_error(ds, out)
+    head = {
+        "table": {
+            f"{_label({k: r[k] for k in _settings(ds)[0]})}/{r['variant']}": {
+                "test_error_mean": r["test_error_mean"],
+                "test_error_std": r["test_error_std"],
+                "best_lr": r["best_lr"],
+                "n_diverged": r["n_diverged"],
+            }
+            for r in rows
+        },
+        "first_over_top_hidden_variance_at_init": {},
+        "sigmoid_top_layer_mean_activation": {},
+    }
+    for s in _settings(ds):
+        r0 = ratios.sel(s).sel(when="init")
+        for act in ds.activation.values.tolist():
+            for scheme in ds.scheme.values.tolist():
+                key = f"{_label(s)}/{variant(act, scheme)}"
+                one = r0.sel(activation=act, scheme=scheme)
+                head["first_over_top_hidden_variance_at_init"][key] = {
+                    k: float(one[k]) for k in ("var_backprop", "var_wgrad", "var_act")
+                }
+        if "sigmoid" in ds.activation.values and "standard" in ds.scheme.values:
+            one = _trajectory(ds, s, "sigmoid", "standard")
+            top = int(one.n_layers) - 1
+            m = one.probe_mean.sel(layer=top)
+            head["sigmoid_top_layer_mean_activation"][_label(s)] = {
+                "init": float(m.isel(step=0)),
+                "min": float(m.min()),
+                "step_of_min": int(m.idxmin("step")),
+                "final": float(m.isel(step=-1)),
+            }
+    (out / "headline.json").write_text(json.dumps(head, indent=2) + "\n")
+    return head
+
+
+def _trajectory(ds, setting, act, scheme):
+    """The first seed at the best learning rate of one variant."""
+    sel = {**setting, "activation": act, "scheme": scheme}
+    lr = float(best_lr(ds).sel(sel))
+    return ds.sel(sel).sel(lr=lr).isel(seed=0)
+
+
+def _hidden(one) -> list[int]:
+    return list(range(1, int(one.n_layers)))
+
+
+def _fig_activations(ds, out):
+    settings = _settings(ds)
+    schemes = ds.scheme.values.tolist()
+    acts = ds.activation.values.tolist()
+    cols = [(s, sc) for s in settings for sc in schemes]
+    fig, axes = plotting.subplots(len(acts), len(cols), size=(3.0, 2.2), sharex=True)
+    cmap = plotting.plt.get_cmap("viridis")
+    for i, act in enumerate(acts):
+        for j, (s, sc) in enumerate(cols):
+            ax = axes[i, j]
+            one = _trajectory(ds, s, act, sc)
+            hidden = _hidden(one)
+            for layer in hidden:
+                c = cmap((layer - 1) / max(len(hidden) - 1, 1))
+                p = one.sel(layer=layer)
+                ax.plot(one.step, p.probe_mean, color=c, lw=1.4, label=f"layer {layer}")
+                for q in (p.probe_p02, p.probe_p98):
+                    ax.plot(one.step, q, color=c, lw=0.8, ls=":")
+            lo = 0.0 if act == "sigmoid" else -1.0
+            ax.set_ylim(lo - 0.05, 1.05)
+            lr = float(best_lr(ds).sel({**s, "activation": act, "scheme": sc}))
+            ax.text(
+                0.98,
+                0.02,
+                f"lr {lr:g}",
+                ha="right",
+                va="bottom",
+                fontsize=7,
+                transform=ax.transAxes,
+            )
+            if i == 0:
+                ax.set_title(f"{_label(s)}, {sc}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"{act}\nactivation")
+            if i == len(acts) - 1:
+                ax.set_xlabel("step")
+    axes[0, 0].legend(fontsize=6, loc="lower left")
+    fig.suptitle(
+        "Activations on 300 fixed test examples during training (best lr, first seed): "
+        "mean (solid), 2nd and 98th percentiles (dotted)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    _save(fig, out, "activations")
+
+
+def _pick_act(ds) -> str:
+    acts = ds.activation.values.tolist()
+    return "tanh" if "tanh" in acts else acts[0]
+
+
+def _fig_distributions(ds, out):
+    s = _settings(ds)[0]
+    act = _pick_act(ds)
+    best = best_lr(ds)
+    panels = [
+        ("hist_act", "init", "activation value"),
+        ("hist_act", "final", "activation value"),
+        ("hist_backprop", "init", "∂ℓ/∂z_l (÷ std at top hidden layer)"),
+        ("hist_backprop", "final", "∂ℓ/∂z_l (÷ std at top hidden layer)"),
+        ("hist_wgrad", "init", "∂L/∂W_l (÷ std at top hidden layer)"),
+    ]
+    schemes = ds.scheme.values.tolist()
+    fig, axes = plotting.subplots(len(schemes), len(panels), size=(3.0, 2.4))
+    cmap = plotting.plt.get_cmap("viridis")
+    for i, sc in enumerate(schemes):
+        sel = {**s, "activation": act, "scheme": sc}
+        one = at_best(ds.sel(sel), best.sel(sel))
+        hidden = list(range(1, int(one.n_layers.max())))
+        for j, (var, when, xlabel) in enumerate(panels):
+            ax = axes[i, j]
+            h = one[var].sel(when=when).mean("seed")
+            x = h[h.dims[-1]]
+            for layer in hidden:
+                c = cmap((layer - 1) / max(len(hidden) - 1, 1))
+                ax.plot(x, h.sel(layer=layer), color=c, lw=1, label=f"layer {layer}")
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=1e-3 * float(h.sel(layer=hidden).max()))
+            if i == 0:
+                ax.set_title(f"{var.split('_')[1]} at {when}", fontsize=9)
+            if i == len(schemes) - 1:
+                ax.set_xlabel(xlabel, fontsize=8)
+        axes[i, 0].set_ylabel(f"{sc}\ndensity")
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle(
+        f"{act}, {_label(s)}: per-layer histograms on 300 test examples (mean over seeds)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    _save(fig, out, "distributions")
+
+
+def _fig_variances(ds, out):
+    s = _settings(ds)[0]
+    best = best_lr(ds)
+    acts = ds.activation.values.tolist()
+    rows = [
+        ("var_backprop", "Var ∂ℓ/∂z_l"),
+        ("var_wgrad", "Var ∂L/∂W_l"),
+        ("var_act", "Var a_l"),
+    ]
+    fig, axes = plotting.subplots(len(rows), len(acts), size=(3.2, 2.5), sharex=True)
+    for j, act in enumerate(acts):
+        for sc_i, sc in enumerate(ds.scheme.values.tolist()):
+            sel = {**s, "activation": act, "scheme": sc}
+            one = at_best(ds.sel(sel), best.sel(sel))
+            hidden = list(range(1, int(one.n_layers.max())))
+            for i, (var, name) in enumerate(rows):
+                for when, ls in zip(WHEN, ("-", "--"), strict=True):
+                    v = one[var].sel(when=when, layer=hidden).mean("seed")
+                    v = v / v.sel(layer=hidden[-1])
+                    axes[i, j].plot(
+                        hidden,
+                        v,
+                        ls,
+                        marker="o",
+                        ms=3,
+                        color=f"C{sc_i}",
+                        label=f"{sc}, {'init' if when == 'init' else 'after training'}",
+                    )
+                axes[i, j].set_yscale("log")
+                if j == 0:
+                    axes[i, j].set_ylabel(f"{name}\n÷ top hidden layer")
+        axes[0, j].set_title(act)
+        axes[-1, j].set_xlabel("hidden layer (1 = next to the input)")
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle(
+        f"{_label(s)}: per-layer variances (300 test examples, mean over seeds)", fontsize=10
+    )
+    fig.tight_layout()
+    _save(fig, out, "variances")
+
+
+def _fig_val_error(ds, out):
+    settings = _settings(ds)
+    best = best_lr(ds)
+    fig, axes = plotting.subplots(1, len(settings), size=(4.0, 3.0))
+    for j, s in enumerate(settings):
+        ax = axes[0, j]
+        i = 0
+        for act in ds.activation.values.tolist():
+            for sc in ds.scheme.values.tolist():
+                sel = {**s, "activation": act, "scheme": sc}
+                err = 1.0 - at_best(ds.val_accuracy.sel(sel), best.sel(sel))
+                ls = "-" if sc == "standard" else "--"
+                plotting.band(ax, err, color=plotting.color(act, i), ls=ls, label=variant(act, sc))
+                i += 1
+        ax.set(title=_label(s), xlabel="step", ylabel="validation error (median, 10-90 %)")
+        ax.set_ylim(0, 1)
+    axes[0, -1].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, out, "val_error")
+
+
+STUDY = Study(
+    name="glorot2010",
+    description=(
+        "Glorot & Bengio 2010: sigmoid/tanh/softsign, standard vs normalized init, 5 hidden "
+        "layers, SGD batch 10 on MNIST-1D and digits: activation trajectories, per-layer "
+        "distributions, Table 1 analogue; table.md, figures/"
+    ),
+    config=CONFIG,
+    grid=GRID,
+    report=report,
+    compute=compute,
+    presets={"quick": ({}, {}), "full": FULL},
+)
