@@ -155,9 +155,14 @@ def _run(args) -> int:
     grids |= dict(grid.parse_zip(z) for z in args.zip)
     study = study.preset(args.preset).with_overrides(_parse_sets(args.set), grids)
     from sigjax import plan, sweep
+    from sigjax.errors import UserError
 
     max_memory = plan.parse_bytes(args.max_memory) if args.max_memory else None
     if args.plan:
+        from sigjax.study import uses_sweep
+
+        if not uses_sweep(study):
+            raise UserError(f"--plan: study {study.name} runs its own computation, not a sweep")
         budget = max_memory or plan.default_budget()
         sweep.check(study.config, study.axes())
         print(plan.describe(sweep.make_plan(study.config, study.axes(), budget), budget))

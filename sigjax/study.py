@@ -35,6 +35,11 @@ def _sweep(
     return sweep.run(cfg, axes, progress=progress, store=store, max_memory=max_memory)
 
 
+def uses_sweep(study: Study) -> bool:
+    """True when the study's results come from the standard sweep (so a sweep plan applies)."""
+    return study.compute is _sweep
+
+
 class Interrupted(UserError):
     """The run stopped (Ctrl-C); its checkpoint is kept for --resume."""
 
@@ -132,7 +137,7 @@ def run_study(
             f"study {study.name} needs grid axes {', '.join(study.requires)} "
             f"(each its own axis, not zipped); missing: {', '.join(missing)}"
         )
-    if study.compute is _sweep:
+    if uses_sweep(study):
         sweep.check(study.config, axes)  # every bad value fails here, before any compile
     import jax
 
@@ -154,7 +159,7 @@ def run_study(
     store.open(resume)
     try:
         t0 = time.perf_counter()
-        if study.compute is _sweep:
+        if uses_sweep(study):
             ds = _sweep(study.config, axes, progress, store, max_memory=max_memory)
         else:
             ds = study.compute(study.config, axes, progress, store)
