@@ -511,7 +511,7 @@ def _fig_spectra(ds, out):
         fontsize=10,
     )
     fig.tight_layout()
-    g10._save(fig, out, "spectra")
+    plotting.save(fig, out, "spectra")
 
 
 def _log_ticks(ax, values, axis="x"):
@@ -540,7 +540,7 @@ def _fig_spread(ds, sp, out):
     axes[0, 0].set_ylabel("Var of squared singular values of J")
     axes[0, -1].legend(fontsize=7, title="dotted: L(μ₂/μ₁² − 1 − s₁)", title_fontsize=7)
     fig.tight_layout()
-    g10._save(fig, out, "spread")
+    plotting.save(fig, out, "spread")
 
 
 def _fig_training(ds, tt, thr, out):
@@ -592,7 +592,7 @@ def _fig_training(ds, tt, thr, out):
         ax2.legend(fontsize=7)
         axes[0, j].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    g10._save(fig, out, "training")
+    plotting.save(fig, out, "training")
 
 
 STUDY = Study(

@@ -533,15 +533,6 @@ def _label(setting: dict) -> str:
     return ", ".join(f"{v}" if k == "name" else f"{k} {v}" for k, v in setting.items())
 
 
-def _save(fig, out: Path, name: str) -> None:
-    """figures/<name>.png (dpi 100, small enough to commit) and .pdf; closes the figure."""
-    d = Path(out) / "figures"
-    d.mkdir(parents=True, exist_ok=True)
-    fig.savefig(d / f"{name}.png", dpi=100, bbox_inches="tight")
-    fig.savefig(d / f"{name}.pdf", bbox_inches="tight")
-    plotting.plt.close(fig)
-
-
 def table(ds: xr.Dataset) -> list[dict]:
     best = best_lr(ds)
     err = at_best(ds.final_test_error, best)
@@ -714,7 +705,7 @@ def _fig_activations(ds, out):
         fontsize=10,
     )
     fig.tight_layout()
-    _save(fig, out, "activations")
+    plotting.save(fig, out, "activations")
 
 
 def _pick_act(ds) -> str:
@@ -760,7 +751,7 @@ def _fig_distributions(ds, out):
         fontsize=10,
     )
     fig.tight_layout()
-    _save(fig, out, "distributions")
+    plotting.save(fig, out, "distributions")
 
 
 def _fig_variances(ds, out):
@@ -801,7 +792,7 @@ def _fig_variances(ds, out):
         f"{_label(s)}: per-layer variances (300 test examples, mean over seeds)", fontsize=10
     )
     fig.tight_layout()
-    _save(fig, out, "variances")
+    plotting.save(fig, out, "variances")
 
 
 def _fig_val_error(ds, out):
@@ -822,7 +813,7 @@ def _fig_val_error(ds, out):
         ax.set_ylim(0, 1)
     axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, out, "val_error")
+    plotting.save(fig, out, "val_error")
 
 
 STUDY = Study(

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sigjax import config, models, plotting, results, theory
+from sigjax import config, grid, models, plotting, results, theory
 from sigjax.config import Config
 from sigjax.study import Study
 
@@ -164,16 +164,9 @@ def predicted_correlations(activation, w, b, q, c1: np.ndarray, depth: int) -> n
     return np.stack(cs, axis=-1)
 
 
-def _values(axes, key: str, default) -> tuple:
-    for a in axes:
-        if a.key == key:
-            return a.values
-    return (default,)
-
-
 def compute(cfg: Config, axes, progress: bool = False, store=None) -> xr.Dataset:
-    acts = _values(axes, "model.activation", cfg.model.activation)
-    seeds = np.asarray(_values(axes, "seed", cfg.seed), np.int32)
+    acts = grid.values_of(axes, "model.activation", cfg.model.activation)
+    seeds = np.asarray(grid.values_of(axes, "seed", cfg.seed), np.int32)
     width, depth = cfg.model.width, cfg.model.depth
     x0 = jnp.asarray(base_inputs(width, cfg.data.seed))
     init = make_init(width, depth, cfg.init.scheme)
@@ -362,11 +355,7 @@ def _figure(ds: xr.Dataset, t: pd.DataFrame, out: Path, dpi: int = 100) -> None:
         ax.plot(sub.q_star_pred, sub.q_meas, "o", color=plotting.color(act), label=act)
     ax.set(xscale="log", yscale="log", title="q* theory vs measured", xlabel="q*", ylabel="q")
     fig.tight_layout()
-    d = Path(out) / "figures"
-    d.mkdir(parents=True, exist_ok=True)
-    fig.savefig(d / "gradient_propagation.png", dpi=dpi, bbox_inches="tight")
-    fig.savefig(d / "gradient_propagation.pdf", bbox_inches="tight")
-    plotting.plt.close(fig)
+    plotting.save(fig, out, "gradient_propagation", dpi)
 
 
 def report(ds: xr.Dataset, out: Path) -> dict:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sigjax import config, plotting, results, theory
+from sigjax import config, grid, plotting, results, theory
 from sigjax import theory_numerics as nm
 from sigjax.config import Config
 from sigjax.study import Study
@@ -155,18 +155,11 @@ def mean_field_grid(activation: str, sigma_w2, sigma_b2) -> dict[str, np.ndarray
 # ---------------------------------------------------------------- compute
 
 
-def _values(axes, key: str, default) -> tuple:
-    for a in axes:
-        if a.key == key:
-            return a.values
-    return (default,)
-
-
 def compute(cfg: Config, axes, progress: bool = False, store=None) -> xr.Dataset:
     """The theory on the grid: dims (activation, sigma_b2, sigma_w2) and the critical line."""
-    acts = _values(axes, "model.activation", cfg.model.activation)
-    ws = np.asarray(_values(axes, "init.sigma_w2", cfg.init.sigma_w2), float)
-    bs = np.asarray(_values(axes, "init.sigma_b2", cfg.init.sigma_b2), float)
+    acts = grid.values_of(axes, "model.activation", cfg.model.activation)
+    ws = np.asarray(grid.values_of(axes, "init.sigma_w2", cfg.init.sigma_w2), float)
+    bs = np.asarray(grid.values_of(axes, "init.sigma_b2", cfg.init.sigma_b2), float)
     names = ("q_star", "chi_1", "c_star", "chi_c", "xi_c", "xi_q")
     grids = {k: [] for k in names}
     crit = {"critical_sigma_w2": [], "critical_q_star": [], "critical_chi_1": []}
@@ -310,15 +303,7 @@ def _figure(ds: xr.Dataset, out: Path, dpi: int = 100) -> None:
     if mesh is not None:
         cbar = fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
         cbar.set_label("log₁₀ χ₁ (per-layer factor of ‖gradient‖²)")
-    _save(fig, out, "phase_diagram", dpi)
-
-
-def _save(fig, out: Path, name: str, dpi: int) -> None:
-    d = Path(out) / "figures"
-    d.mkdir(parents=True, exist_ok=True)
-    fig.savefig(d / f"{name}.png", dpi=dpi, bbox_inches="tight")
-    fig.savefig(d / f"{name}.pdf", bbox_inches="tight")
-    plotting.plt.close(fig)
+    plotting.save(fig, out, "phase_diagram", dpi)
 
 
 def _num(v: float) -> float | str:

@@ -299,11 +299,7 @@ def _figure(ds: xr.Dataset, t: pd.DataFrame, out: Path, dpi: int = 100) -> None:
     if mesh is not None:
         cbar = fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.85, pad=0.02)
         cbar.set_label("final test accuracy (best lr)")
-    d = Path(out) / "figures"
-    d.mkdir(parents=True, exist_ok=True)
-    fig.savefig(d / "trainability.png", dpi=dpi, bbox_inches="tight")
-    fig.savefig(d / "trainability.pdf", bbox_inches="tight")
-    plotting.plt.close(fig)
+    plotting.save(fig, out, "trainability", dpi)
 
 
 def report(ds: xr.Dataset, out: Path) -> dict:

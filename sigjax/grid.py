@@ -155,5 +155,13 @@ def groups(cfg: Config, axes: Sequence[Axis]) -> Iterator[Group]:
         yield Group(index=index, cfg=config.replace(cfg, updates), members=members)
 
 
+def values_of(axes: Sequence[Axis], key: str, default: Any) -> tuple:
+    """The values of the axis over `key` (its main key), or (default,) when none sweeps it."""
+    for a in axes:
+        if a.key == key:
+            return a.values
+    return (default,)
+
+
 def n_members(axes: Sequence[Axis]) -> int:
     return int(np.prod([len(a.values) for a in axes if a.dynamic], dtype=np.int64))

@@ -34,13 +34,15 @@ def band(ax, da: xr.DataArray, x: str = "step", over: str = "seed", q=(0.1, 0.9)
     return line
 
 
-def save(fig, directory: str | Path, name: str) -> list[Path]:
-    """Write figures/<name>.png and .pdf under directory; close the figure."""
+def save(fig, directory: str | Path, name: str, dpi: int = 100) -> list[Path]:
+    """Write figures/<name>.png and .pdf under directory; close the figure.
+
+    dpi 100 keeps a PNG small enough to commit as a reference figure."""
     out = Path(directory) / "figures"
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     for p in paths:
-        fig.savefig(p, dpi=110, bbox_inches="tight")
+        fig.savefig(p, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return paths
 
