@@ -37,8 +37,16 @@ import numpy as np
 import threadpoolctl
 import xarray as xr
 
-from experiments import glorot2010 as g10
-from sigjax import activations, analysis, config, initializers, models, plotting, theory
+from sigjax import (
+    activations,
+    analysis,
+    config,
+    initializers,
+    models,
+    plotting,
+    probed_sweep,
+    theory,
+)
 from sigjax import data as data_lib
 from sigjax import theory_numerics as nm
 from sigjax.config import Config
@@ -308,7 +316,7 @@ def compute(cfg: Config, axes, progress: bool, store) -> xr.Dataset:
     seed_axis = next((a for a in axes if a.key == "seed"), None)
     seeds = seed_axis.values if seed_axis else (cfg.seed,)
     spec = spectra(spectra_width(cfg.model.width), spectra_depths(max_depth), seeds)
-    ds = g10.run_merged(
+    ds = probed_sweep.run_merged(
         cfg, axes, make_data=make_data, group_cfg=_group_cfg, progress=progress, store=store
     )
     ds = ds.rename({"test_loss": "train_eval_loss", "test_accuracy": "train_eval_accuracy"})

@@ -256,14 +256,14 @@ def _run_chunk(prog, fns, data, args, plan, store, group, c, n_real, bar) -> dic
     log_every = prog.cfg.train.log_every
     for n in _remaining(plan, done):
         state, rec = fns.advance(data, *args, state, n)
-        for k, v in _fields(rec).items():
+        for k, v in record_fields(rec).items():
             pieces.setdefault(k, []).append(np.asarray(v))
         done += n
         if store:
             store.save_state(group, c, state, {k: np.concatenate(v, 1) for k, v in pieces.items()})
         if bar is not None:
             bar.update(n_real * n * log_every)
-    last = _fields(fns.finish(data, *args, state))
+    last = record_fields(fns.finish(data, *args, state))
     out = {
         k: np.concatenate([*pieces.get(k, []), np.asarray(v)[:, None]], 1) for k, v in last.items()
     }
@@ -281,7 +281,8 @@ def _remaining(plan: list[int], done: int) -> list[int]:
     return out
 
 
-def _fields(rec: train.Record) -> dict[str, jax.Array]:
+def record_fields(rec: train.Record) -> dict[str, jax.Array]:
+    """A Record's fields that are present, by name."""
     out = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
     return {k: v for k, v in out.items() if v is not None}
 

@@ -227,7 +227,7 @@ class Program:
             diverged_at=jnp.where(alive & ~ok, state.step, state.diverged_at),
             loss0=loss0,
         )
-        return new_state, _mask(rec, alive)
+        return new_state, mask(rec, alive)
 
     def advance(self, data, hp, key, state: TrainState, n_segments: int):
         """n_segments log segments from state: (state, Record with leading (n_segments,))."""
@@ -245,7 +245,7 @@ class Program:
         """The Record of the final model (no update)."""
         x, y = self._batch(data, key, state.step)
         _, rec = self.measure(data, state.params, x, y)
-        return _mask(rec, state.diverged_at < 0)
+        return mask(rec, state.diverged_at < 0)
 
     def train(self, data, hp: Hparams, key: jax.Array) -> tuple[TrainState, Trajectory]:
         state = self.init(hp, key)
@@ -255,8 +255,9 @@ class Program:
         return state, Trajectory(records=recs, diverged_at=state.diverged_at)
 
 
-def _mask(rec: Record, alive: jax.Array) -> Record:
-    return jax.tree.map(lambda v: jnp.where(alive, v, jnp.nan), rec)
+def mask(tree, alive: jax.Array):
+    """Every leaf of tree where alive, NaN elsewhere."""
+    return jax.tree.map(lambda v: jnp.where(alive, v, jnp.nan), tree)
 
 
 def program(cfg: Config, data: data_lib.Data) -> Program:
