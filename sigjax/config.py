@@ -64,6 +64,8 @@ class TrainConfig:
     loss: str = "mse"  # mse, softmax_ce, sigmoid_bce
     loss_threshold: float = 0.05  # for steps-to-threshold in summaries
     diverge_factor: float = 1e4  # a loss above this × the step-0 loss counts as divergence
+    record: str = "all"  # what each logged step records: all, gradients (loss + grad norms), loss
+    precision: str = "float32"  # matmul inputs: float32, or bf16 (float32 params and accumulation)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def to_dataset(
     s_shape = tuple(len(a.values) for a in static)
     d_shape = tuple(len(a.values) for a in dynamic)
     n_steps = cfg.train.steps // cfg.train.log_every + 1
-    n_layer = max(r["grad_norm"].shape[-1] for r in group_records)
+    n_layer = max(_n_layers(r) for r in group_records)
 
     names = [n for n in (*PER_STEP, *PER_LAYER) if any(n in r for r in group_records)]
     full = {}
@@ -65,7 +65,7 @@ def to_dataset(
                 target[...] = arr
         div = rec["diverged_at"].reshape(d_shape).astype(np.float32)
         full["diverged_at"][idx] = np.where(div < 0, np.nan, div)
-        full["n_layers"][idx] = rec["grad_norm"].shape[-1]
+        full["n_layers"][idx] = _n_layers(rec)
 
     dims = [a.dim for a in static] + [a.dim for a in dynamic]
     data_vars = {}
@@ -89,6 +89,11 @@ def to_dataset(
         **(extra_attrs or {}),
     }
     return ds
+
+
+def _n_layers(rec: dict[str, np.ndarray]) -> int:
+    """Layers in a group's records (0 when no per-layer field was recorded)."""
+    return max((rec[n].shape[-1] for n in PER_LAYER if n in rec), default=0)
 
 
 def provenance() -> dict[str, str]:

@@ -1,11 +1,12 @@
-"""Run a grid: one compiled `jit(vmap(…))` per static group over all its members.
+"""Run a grid: one compiled program per static group over all its members.
 
 Members of a group run in chunks of at most `chunk_size` (the last chunk padded by repeating
-member 0, so every chunk reuses the same compiled program); each chunk's member axis is sharded
-over all local devices when there are several. Training runs as a host loop over compiled
-*segments* of several log intervals: the progress bar moves and (given a checkpoint store) the
-state is saved after each one, so an interrupted sweep resumes where it stopped and gives the
-same numbers as one that was never interrupted.
+member 0, so every chunk reuses the same compiled program); each chunk's member axis is split
+over all local devices when there are several, and each device runs its members as the
+group's `plan.Strategy` says (one vmap, or `lax.map` over cache-sized vmapped batches).
+Training runs as a host loop over compiled *segments* of several log intervals: the progress
+bar moves and (given a checkpoint store) the state is saved after each one, so an interrupted
+sweep resumes where it stopped and gives the same numbers as one that was never interrupted.
 """
 
 from __future__ import annotations
@@ -54,13 +55,15 @@ def run(
     progress: bool = False,
     store: checkpoint.Store | None = None,
     segments: int = 10,
+    strategy: plan_lib.Strategy | None = None,
 ) -> xr.Dataset:
     """Train every member of the grid; one Dataset with a dim per axis (see sigjax.results).
 
     Each group's members run in chunks that fit `max_memory` bytes (default: a safe share of
-    the device's memory) unless `chunk_size` is given. With a checkpoint `store`, finished
-    groups, finished chunks and the state of the chunk in progress are saved (after every
-    segment) and picked up again on the next call.
+    the device's memory) unless `chunk_size` is given, each chunk as the planner chooses
+    unless a `strategy` is given (its `devices` must be the local device count). With a
+    checkpoint `store`, finished groups, finished chunks and the state of the chunk in progress
+    are saved (after every segment) and picked up again on the next call.
     """
     axes = tuple(axes)
     groups = check(cfg, axes)
@@ -85,6 +88,7 @@ def run(
                 data,
                 g.members,
                 chunk_size=chunk_size or p.chunk,
+                strategy=strategy or p.strategy,
                 bar=bar,
                 store=store,
                 group=gi,
@@ -106,6 +110,7 @@ def run(
             "wall_time_s": sum(walls),
             "group_wall_times_s": repr(walls),
             "memory_budget_bytes": budget,
+            "strategies": repr([str(strategy or p.strategy) for p in plans]),
         },
     )
 
@@ -144,9 +149,12 @@ def member_inputs(prog: train.Program, members: dict[str, np.ndarray]):
     return hp, seeds
 
 
+PLAIN = plan_lib.Strategy()  # one device, one vmap
+
+
 @dataclasses.dataclass(frozen=True)
 class Compiled:
-    """A group's vmapped, jitted pieces; each takes (data, hparams, seeds, …) per member."""
+    """A group's jitted pieces over a chunk of members; each takes (data, hparams, seeds, …)."""
 
     init: Callable
     advance: Callable  # (data, hp, seeds, state, n_segments) — n_segments static
@@ -154,23 +162,44 @@ class Compiled:
 
 
 @functools.lru_cache(maxsize=64)
-def compiled(prog: train.Program) -> Compiled:
-    """Cached per Program (static config and shapes): a repeated group reuses its executables."""
+def compiled(prog: train.Program, strategy: plan_lib.Strategy = PLAIN) -> Compiled:
+    """Cached per Program (static config and shapes) and strategy: a repeated group reuses its
+    executables. Only `advance`, where the time goes, follows the strategy; `init` and `finish`
+    are one vmap (split over devices by the sharding of their inputs)."""
     key = jax.random.key
 
     def init(data, hp, seed):
         return prog.init(hp, key(seed))
 
-    def advance(data, hp, seed, state, n):
-        return prog.advance(data, hp, key(seed), state, n)
-
     def finish(data, hp, seed, state):
         return prog.finish(data, hp, key(seed), state)
+
+    def members(data, hp, seeds, state, n):
+        def one(args):
+            h, seed, st = args
+            return prog.advance(data, h, key(seed), st, n, strategy.unroll)
+
+        if strategy.batch:
+            return jax.lax.map(one, (hp, seeds, state), batch_size=strategy.batch)
+        return jax.vmap(one)((hp, seeds, state))
+
+    advance = members
+    if strategy.devices > 1:
+        mesh = Mesh(np.array(jax.local_devices()[: strategy.devices]), ("members",))
+        split, whole = PartitionSpec("members"), PartitionSpec()
+
+        def advance(data, hp, seeds, state, n):
+            return jax.shard_map(
+                partial(members, n=n),
+                mesh=mesh,
+                in_specs=(whole, split, split, split),
+                out_specs=split,
+            )(data, hp, seeds, state)
 
     batched = partial(jax.vmap, in_axes=(None, 0, 0))
     return Compiled(
         init=jax.jit(batched(init)),
-        advance=jax.jit(jax.vmap(advance, in_axes=(None, 0, 0, 0, None)), static_argnums=4),
+        advance=jax.jit(advance, static_argnums=4),
         finish=jax.jit(jax.vmap(finish, in_axes=(None, 0, 0, 0))),
     )
 
@@ -190,6 +219,7 @@ def run_group(
     members: dict[str, np.ndarray],
     *,
     chunk_size: int | None = None,
+    strategy: plan_lib.Strategy | None = None,
     bar=None,
     store: checkpoint.Store | None = None,
     group: int = 0,
@@ -211,7 +241,10 @@ def run_group(
     n_dev = jax.local_device_count()
     size = m if chunk_size is None else max(1, min(chunk_size, m))
     size = -(-size // n_dev) * n_dev  # a multiple of the device count
-    fns = compiled(prog)
+    strategy = strategy or plan_lib.Strategy(devices=n_dev)
+    if strategy.devices not in (1, n_dev):
+        raise ValueError(f"a strategy over {strategy.devices} devices, but {n_dev} are local")
+    fns = compiled(prog, strategy)
     sharding = _member_sharding() if n_dev > 1 else None
     plan = segment_plan(prog.n_logs - 1, segments)
     outs = []

@@ -32,6 +32,8 @@ from sigjax import data as data_lib
 from sigjax.config import DYNAMIC_KEYS, Config, get
 from sigjax.errors import UserError
 
+RECORDS = ("all", "gradients", "loss")  # train.record: everything / loss + grad norms / loss
+PRECISIONS = ("float32", "bf16")
 HPARAMS = tuple(k.split(".")[-1] for k in DYNAMIC_KEYS if k != "seed")
 Hparams = dict  # name in HPARAMS -> float32 scalar (traced)
 
@@ -42,12 +44,12 @@ class Record:
     time axis (T, …) in a trajectory, and a member axis in front of that in a sweep)."""
 
     loss: jax.Array
-    grad_norm: jax.Array  # ‖∂L/∂W_l‖₂
-    grad_norm_bias: jax.Array  # ‖∂L/∂b_l‖₂
-    weight_norm: jax.Array  # ‖W_l‖₂ (Frobenius)
-    act_mean: jax.Array
-    act_std: jax.Array
-    saturation: jax.Array  # share of units with |φ'(z)| < 4% of sup|φ'|
+    grad_norm: jax.Array | None = None  # ‖∂L/∂W_l‖₂
+    grad_norm_bias: jax.Array | None = None  # ‖∂L/∂b_l‖₂
+    weight_norm: jax.Array | None = None  # ‖W_l‖₂ (Frobenius)
+    act_mean: jax.Array | None = None
+    act_std: jax.Array | None = None
+    saturation: jax.Array | None = None  # share of units with |φ'(z)| < 4% of sup|φ'|
     test_loss: jax.Array | None = None
     test_accuracy: jax.Array | None = None
 
@@ -86,6 +88,12 @@ def check_config(cfg: Config) -> None:
         raise UserError(
             f"unknown dataset {cfg.data.name!r}; choose from {', '.join(data_lib.DATASETS)}"
         )
+    for key, value, choices in (
+        ("train.record", cfg.train.record, RECORDS),
+        ("train.precision", cfg.train.precision, PRECISIONS),
+    ):
+        if value not in choices:
+            raise UserError(f"unknown {key} {value!r}; choose from {', '.join(choices)}")
     if not cfg.train.diverge_factor > 1:
         raise UserError(f"train.diverge_factor must exceed 1, got {cfg.train.diverge_factor}")
     positive = {
@@ -162,6 +170,7 @@ class Program:
             activation=m.activation,
             head_activation=m.head_activation,
             kernel_init=self.cfg.init.scheme,
+            bf16=self.cfg.train.precision == "bf16",
         )
 
     @property
@@ -191,18 +200,22 @@ class Program:
     def measure(self, data: data_lib.Data, params, x, y) -> tuple[Any, Record]:
         """Gradients at params on (x, y) and the Record of this step."""
         (loss, inter), grads = jax.value_and_grad(self.loss_and_aux, has_aux=True)(params, x, y)
-        gk, gb = metrics.layer_norms(grads)
-        wk, _ = metrics.layer_norms(params)
-        stats = metrics.activation_stats(
-            inter, self.cfg.model.activation, self.cfg.model.head_activation
-        )
+        what = self.cfg.train.record
+        fields = {}
+        if what in ("all", "gradients"):
+            fields["grad_norm"], fields["grad_norm_bias"] = metrics.layer_norms(grads)
+        if what == "all":
+            fields["weight_norm"] = metrics.layer_norms(params)[0]
+            fields |= metrics.activation_stats(
+                inter, self.cfg.model.activation, self.cfg.model.head_activation
+            )
         test = {}
         if data.has_test:
             out, _ = models.apply(self.model, params, data.x_test)
             test["test_loss"] = losses.get(self.cfg.train.loss)(out, data.y_test)
             if self.cfg.train.loss in losses.CLASSIFICATION:
                 test["test_accuracy"] = losses.accuracy(out, data.y_test, self.cfg.train.loss)
-        rec = Record(loss=loss, grad_norm=gk, grad_norm_bias=gb, weight_norm=wk, **stats, **test)
+        rec = Record(loss=loss, **fields, **test)
         return grads, rec
 
     def _batch(self, data, key, step):
@@ -229,17 +242,27 @@ class Program:
         )
         return new_state, mask(rec, alive)
 
-    def advance(self, data, hp, key, state: TrainState, n_segments: int):
-        """n_segments log segments from state: (state, Record with leading (n_segments,))."""
+    def advance(self, data, hp, key, state: TrainState, n_segments: int, unroll: int = 1):
+        """n_segments log segments from state: (state, Record with leading (n_segments,)).
+
+        `unroll` steps run per loop iteration (of the inner loop when log_every > 1, else of
+        the scan over segments): same numbers, fewer loop trips for tiny models.
+        """
+        inner = self.cfg.train.log_every - 1
 
         def segment(st, _):
             st, rec = self.step(data, hp, key, st)
             st = jax.lax.fori_loop(
-                0, self.cfg.train.log_every - 1, lambda _, s: self.step(data, hp, key, s)[0], st
+                0,
+                inner,
+                lambda _, s: self.step(data, hp, key, s)[0],
+                st,
+                unroll=max(1, min(unroll, inner)),
             )
             return st, rec
 
-        return jax.lax.scan(segment, state, None, length=n_segments)
+        outer = 1 if inner else max(1, min(unroll, n_segments))
+        return jax.lax.scan(segment, state, None, length=n_segments, unroll=outer)
 
     def finish(self, data, hp, key, state: TrainState) -> Record:
         """The Record of the final model (no update)."""
