@@ -105,6 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--plot", action="store_true", help="write DIR/figures/show_overview.png")
     sh.set_defaults(func=_show)
 
+    b = sub.add_parser("bench", help="throughput against this machine's matmul peak and PyTorch")
+    b.add_argument(
+        "--workload",
+        action="append",
+        metavar="NAME",
+        help="W, W_small, W_large, tiny or all (repeatable; default W)",
+    )
+    b.add_argument("--steps", type=int, help="steps per model (default: the workload's)")
+    b.add_argument("--members", type=int, help="models, a multiple of 16 (default: the workload's)")
+    b.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
+    b.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        choices=["torch"],
+        help="also run the workload in PyTorch (pip install -e .[bench])",
+    )
+    b.add_argument(
+        "--precision",
+        choices=["float32", "bf16"],
+        default="float32",
+        help="bf16: bf16 matmuls, float32 params; also measures float32 and the difference",
+    )
+    b.set_defaults(func=_bench)
+
     ls = sub.add_parser("list", help="the studies and what each makes")
     ls.set_defaults(func=_list)
 
@@ -201,6 +226,27 @@ def _show(args) -> int:
     if args.plot:
         paths = report.standard_figures(ds, args.dir)
         print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _bench(args) -> int:
+    import json
+
+    from sigjax import bench
+    from sigjax.errors import UserError
+
+    names = args.workload or ["W"]
+    if "all" in names:
+        names = [n for n in names if n != "all"] + [n for n in bench.DEFAULT if n not in names]
+    if args.members is not None and (args.members < 16 or args.members % 16):
+        raise UserError(f"--members must be a positive multiple of 16, got {args.members}")
+    seeds = args.members // 16 if args.members else None
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else print
+    result = bench.run(names, args.steps, seeds, tuple(args.compare), args.precision, log)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(bench.table(result))
     return 0
 
 

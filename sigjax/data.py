@@ -125,5 +125,10 @@ def batch(data: Data, key: jax.Array, batch_size: int) -> tuple[jax.Array, jax.A
     n = data.x_train.shape[0]
     if batch_size == 0 or batch_size >= n:
         return data.x_train, data.y_train
-    idx = jax.random.randint(key, (batch_size,), 0, n)
+    idx = batch_indices(key, n, batch_size)
     return data.x_train[idx], data.y_train[idx]
+
+
+def batch_indices(key: jax.Array, n: int, batch_size: int) -> jax.Array:
+    """The (batch_size,) training-set rows of a minibatch drawn with key (with replacement)."""
+    return jax.random.randint(key, (batch_size,), 0, n)

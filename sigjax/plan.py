@@ -114,6 +114,9 @@ class Strategy:
         return f"{where}, {how}" + (f", unroll {self.unroll}" if self.unroll > 1 else "")
 
 
+OVERSIZE_BATCH = 4  # members per vmapped batch when one member outgrows the cache
+
+
 def cache_share(n_devices: int) -> int:
     """Bytes of last-level CPU cache per device (the cache of the cores a device stands for).
 
@@ -170,6 +173,14 @@ def choose(
     if batch >= per_device:
         return Strategy(devices=n_devices), (
             f"{head}; all {per_device} members of a device fit, so one vmap"
+        )
+    if fit < 1:
+        # Locality is lost anyway. Measured for 64 members of 40-1024x4-10 on 2 cores: batches
+        # of 1, 2, 4, 8, 16 ran at 149, 234, 241, 226, 193 GFLOP/s, one vmap at 212.
+        batch = min(OVERSIZE_BATCH, per_device)
+        return Strategy(devices=n_devices, batch=batch), (
+            f"{head}; not even one member fits, so lax.map over small vmapped batches of "
+            f"{batch} (batched dots run faster than single ones, wide vmaps thrash memory)"
         )
     return Strategy(devices=n_devices, batch=batch), (
         f"{head}; batches of {batch} fit, so lax.map runs them one after another through a "

@@ -219,8 +219,12 @@ class Program:
         return grads, rec
 
     def _batch(self, data, key, step):
-        data_key = jax.random.fold_in(jax.random.fold_in(key, 1), step)
-        return data_lib.batch(data, data_key, self.cfg.train.batch_size)
+        return data_lib.batch(data, self.data_key(key, step), self.cfg.train.batch_size)
+
+    @staticmethod
+    def data_key(key: jax.Array, step: jax.Array) -> jax.Array:
+        """The key of the minibatch a member with `key` trains on at `step`."""
+        return jax.random.fold_in(jax.random.fold_in(key, 1), step)
 
     def step(self, data, hp, key, state: TrainState) -> tuple[TrainState, Record]:
         """One update (frozen if the member has diverged) and the Record measured before it."""
