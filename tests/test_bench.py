@@ -43,10 +43,10 @@ def _bench(capsys, *args):
 def _check_workload(w, peak):
     assert WORKLOAD <= set(w), WORKLOAD - set(w)
     widths = [40, 8, 8, 10]
-    n_params = (40 * 8 + 8) + (8 * 8 + 8) + (8 * 10 + 10)  # 490
+    n_weights = 40 * 8 + 8 * 8 + 8 * 10  # 464
     assert w["widths"] == widths and w["members"] == 16 and w["steps"] == 5
-    assert w["mflop_per_model_step"] == pytest.approx(6 * n_params * 128 / 1e6)
-    assert w["total_tflop"] == pytest.approx(6 * n_params * 128 * 16 * 5 / 1e12)
+    assert w["mflop_per_model_step"] == pytest.approx(6 * n_weights * 128 / 1e6)
+    assert w["total_tflop"] == pytest.approx(6 * n_weights * 128 * 16 * 5 / 1e12)
     assert w["member_steps_per_s"] == pytest.approx(16 * 5 / w["wall_s"])
     assert w["gflops"] == pytest.approx(w["total_tflop"] * 1e3 / w["wall_s"])
     assert w["share_of_peak"] == pytest.approx(w["gflops"] / peak)
