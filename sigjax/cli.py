@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--plan",
         action="store_true",
-        help="print how the sweep would run (groups, chunks, memory) and exit",
+        help="print how the sweep would run (groups, chunks, memory, strategy and why) and exit",
     )
     size = r.add_mutually_exclusive_group()
     size.add_argument(

@@ -92,7 +92,9 @@ def to_dataset(
 
 
 def _n_layers(rec: dict[str, np.ndarray]) -> int:
-    """Layers in a group's records (0 when no per-layer field was recorded)."""
+    """Layers of a group's models: its `n_layers` record, else its per-layer fields' length."""
+    if "n_layers" in rec:
+        return int(rec["n_layers"].flat[0])
     return max((rec[n].shape[-1] for n in PER_LAYER if n in rec), default=0)
 
 

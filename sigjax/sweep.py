@@ -305,6 +305,7 @@ def _run_chunk(prog, fns, data, args, plan, store, group, c, n_real, bar) -> dic
         k: np.concatenate([*pieces.get(k, []), np.asarray(v)[:, None]], 1) for k, v in last.items()
     }
     out["diverged_at"] = np.asarray(state.diverged_at)
+    out["n_layers"] = np.full(len(out["diverged_at"]), prog.cfg.model.depth + 1, np.int32)
     return out
 
 

@@ -127,5 +127,6 @@ def test_recording_less_keeps_the_loss(record):
     np.testing.assert_allclose(less.test_loss.values, full.test_loss.values, rtol=1e-6)
     assert ("grad_norm" in less) == (record == "gradients")
     assert "act_mean" not in less and "saturation" not in less
+    assert (less.n_layers.values == cfg.model.depth + 1).all()
     if record == "gradients":
         np.testing.assert_allclose(less.grad_norm.values, full.grad_norm.values, rtol=1e-6)
