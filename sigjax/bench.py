@@ -133,7 +133,7 @@ def time_run(prog, data, members, strategy: plan.Strategy, steps: int) -> Timed:
     hp, seeds = sweep.member_inputs(prog, members)
     args = (hp, seeds.astype(np.int32))
     if strategy.devices > 1:
-        args = jax.device_put(args, sweep._member_sharding())
+        args = jax.device_put(args, sweep.member_sharding())
     else:
         args = jax.device_put(args)
     fns = sweep.compiled(prog, strategy)

@@ -249,7 +249,7 @@ def run_group(
     if strategy.devices not in (1, n_dev):
         raise ValueError(f"a strategy over {strategy.devices} devices, but {n_dev} are local")
     fns = compiled(prog, strategy)
-    sharding = _member_sharding() if n_dev > 1 else None
+    sharding = member_sharding() if n_dev > 1 else None
     plan = segment_plan(prog.n_logs - 1, segments)
     outs = []
     for c, start in enumerate(range(0, m, size)):
@@ -325,6 +325,7 @@ def record_fields(rec: train.Record) -> dict[str, jax.Array]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _member_sharding() -> NamedSharding:
+def member_sharding() -> NamedSharding:
+    """The member axis split over all local devices."""
     mesh = Mesh(np.array(jax.local_devices()), ("members",))
     return NamedSharding(mesh, PartitionSpec("members"))
