@@ -19,6 +19,7 @@ activations are not counted): 42.7 MFLOP for W.
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import resource
 import time
@@ -26,7 +27,7 @@ import time
 import jax
 import numpy as np
 
-from sigjax import config, grid, plan, sweep, train
+from sigjax import config, grid, models, plan, sweep, train
 from sigjax import data as data_lib
 from sigjax.errors import UserError
 
@@ -213,7 +214,7 @@ def bench_workload(
         f"compile {run.compile_s:.2f} s"
     )
     probe = max(1, min(steps // 5, PROBE_STEPS))
-    out |= _side_measurements(w, prog, data, members, p.strategy, probe, log)
+    out |= _side_measurements(prog, data, members, p.strategy, probe, log)
     if precision == "bf16":
         out |= _bf16_effect(w, data, members, p.strategy, run, steps)
     if compare:
@@ -221,7 +222,7 @@ def bench_workload(
     return out
 
 
-def _side_measurements(w, prog, data, members, strategy, steps, log) -> dict:
+def _side_measurements(prog, data, members, strategy, steps, log) -> dict:
     """Step time without recording gradient norms, and with the plain one-vmap strategy."""
     base = time_run(prog, data, members, strategy, steps).wall_s
     cfg_loss = dataclasses.replace(
@@ -274,7 +275,7 @@ def _compare_torch(prog, data, members, run: Timed, steps: int, log) -> dict:
         in_axes=(None, 0),
     )
     batches = np.asarray(idx_of(keys, np.arange(steps)))
-    names = sorted(run.params0, key=lambda s: int(s.split("_")[1]))
+    names = models.layer_names(run.params0)
     inputs = dict(
         kernels=[run.params0[k]["kernel"] for k in names],
         biases=[run.params0[k]["bias"] for k in names],
@@ -342,7 +343,7 @@ def run(
             "platform": dev.platform,
             "device_kind": dev.device_kind,
             "devices": jax.local_device_count(),
-            "cpu_count": _cpu_count(),
+            "cpu_count": os.cpu_count() or 1,
             "processor": platform.processor() or platform.machine(),
             "jax_version": jax.__version__,
         },
@@ -356,12 +357,6 @@ def run(
             )
         )
     return out
-
-
-def _cpu_count() -> int:
-    import os
-
-    return os.cpu_count() or 1
 
 
 def table(result: dict) -> str:
