@@ -260,7 +260,7 @@ def _list(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     _use_all_cores()
-    from sigjax.errors import UserError
+    from sigjax.errors import Fault, UserError, first_line, one_line
     from sigjax.study import Interrupted
 
     parser = build_parser()
@@ -270,15 +270,25 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         print(f"sigjax: {e}", file=sys.stderr)
         return 130
-    except UserError as e:
-        print(f"sigjax: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("sigjax: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except UserError as e:
+        print(f"sigjax: error: {first_line(e)}", file=sys.stderr)
+        return 2
+    except Fault as e:
+        print(f"sigjax: error: {first_line(e)}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the file system or the machine refused (full, read-only, ...)
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"sigjax: error: {e.strerror or one_line(e)}{where}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("sigjax: error: out of memory; try a smaller --max-memory", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sigjax: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,9 +21,9 @@ from typing import Any
 
 import xarray as xr
 
-from sigjax import analysis, checkpoint, config, grid, results, sweep
+from sigjax import analysis, checkpoint, config, grid, results, rundir, sweep
 from sigjax.config import Config
-from sigjax.errors import UserError
+from sigjax.errors import Fault, UserError, one_line
 
 
 def _sweep(
@@ -96,25 +97,6 @@ class Study:
         return replace(self, config=cfg, grid=g)
 
 
-def resolve_out(name: str, out: str | os.PathLike | None, overwrite: bool) -> Path:
-    """The run directory, checked: never the working directory or one of its parents, never
-    below a file, and an existing one only with overwrite and only if it is a sigjax run."""
-    path = Path(out) if out is not None else Path("runs") / name
-    full = path.resolve()
-    if full == Path.cwd().resolve() or full in Path.cwd().resolve().parents:
-        raise UserError(f"--out {path} is the working directory or contains it; name a subfolder")
-    for parent in full.parents:
-        if parent.exists() and not parent.is_dir():
-            raise UserError(f"--out {path}: {parent} is a file, not a directory")
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path} exists and is not a directory")
-    if path.exists() and not overwrite:
-        raise UserError(f"{path} already exists; pass --overwrite to replace it or --out elsewhere")
-    if path.exists() and any(path.iterdir()) and not (path / "config.json").exists():
-        raise UserError(f"{path} is not a sigjax run directory; --overwrite will not replace it")
-    return full
-
-
 def run_study(
     study: Study,
     out: str | os.PathLike | None = None,
@@ -127,9 +109,12 @@ def run_study(
     """Compute, report and write the study; returns (results, run directory, headline numbers).
 
     Work in progress lives in `.NAME.partial` beside the run directory, with a checkpoint after
-    every segment; an interrupted run keeps it, and `resume=True` continues from it.
+    every segment; an interrupted or failed run keeps it, and `resume=True` continues from it
+    (with the overwrite intent of the run it continues). The run holds a lock on the directory
+    from start to end: a second run on the same directory is refused while this one lives.
+    Results are written before the study's report runs, so a failing report loses nothing.
     """
-    path = resolve_out(study.name, out, overwrite and not resume)
+    path = rundir.resolve_out(study.name, out, overwrite or resume)
     axes = study.axes()
     missing = [d for d in study.requires if d not in {a.dim for a in axes}]
     if missing:
@@ -144,69 +129,147 @@ def run_study(
     rank = jax.process_index()
     suffix = f".p{rank}" if jax.process_count() > 1 else ""  # one checkpoint per process
     partial = path.with_name(f".{path.name}.partial{suffix}")
-    if partial.exists() and not (resume or overwrite):
-        raise UserError(
-            f"an interrupted run is waiting in {partial}; pass --resume to continue it "
-            "or --overwrite to start over"
-        )
-    if resume and not partial.exists():
-        raise UserError(f"nothing to resume: no interrupted run of {path}")
-    if partial.exists() and not resume:
-        shutil.rmtree(partial)
-    fp = sweep.fingerprint(study.config, axes)
-    store = checkpoint.Store(partial / "checkpoint", fp)
-    partial.mkdir(parents=True, exist_ok=True)
-    store.open(resume)
-    try:
-        t0 = time.perf_counter()
-        if uses_sweep(study):
-            ds = _sweep(study.config, axes, progress, store, max_memory=max_memory)
-        else:
-            ds = study.compute(study.config, axes, progress, store)
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"interrupted; finished segments are saved in {partial}; "
-            "run the same command with --resume to continue"
-        ) from None
-    except BaseException:
-        if not any(store.dir.glob("*.npz")):  # nothing worth resuming: leave no trace
+    with rundir.locked(path, suffix):
+        overwrite = _claim(path, partial, overwrite, resume)
+        store = checkpoint.Store(partial / "checkpoint", sweep.fingerprint(study.config, axes))
+        try:
+            store.open(resume)
+        except OSError as e:
             shutil.rmtree(partial, ignore_errors=True)
-        raise
-    ds.attrs["study"] = study.name
-    ds.attrs["wall_time_s"] = time.perf_counter() - t0
-    if rank > 0:  # every process holds the gathered results; process 0 writes them
+            raise Fault(f"cannot write {partial}: {e.strerror}") from None
+        rundir.write_status(partial, "running", overwrite=overwrite)
+        t0 = time.perf_counter()
+        try:
+            if uses_sweep(study):
+                ds = _sweep(study.config, axes, progress, store, max_memory=max_memory)
+            else:
+                ds = study.compute(study.config, axes, progress, store)
+        except KeyboardInterrupt:
+            rundir.write_status(partial, "interrupted")
+            raise Interrupted(
+                f"interrupted; finished segments are saved in {partial}; "
+                "run the same command with --resume to continue"
+            ) from None
+        except BaseException as e:
+            _keep_or_clean(partial, store, one_line(e))
+            if isinstance(e, OSError):
+                kept = (
+                    f"finished segments are kept in {partial}: fix that and run the same "
+                    "command with --resume"
+                    if store.has_saved()
+                    else "nothing was saved"
+                )
+                raise Fault(f"{_os_error(e)} while training; {kept}") from None
+            raise
+        ds.attrs["study"] = study.name
+        ds.attrs["wall_time_s"] = time.perf_counter() - t0
+        if rank > 0:  # every process holds the gathered results; process 0 writes them
+            shutil.rmtree(partial, ignore_errors=True)
+            return ds, path, {}
+        try:
+            headline, report_error = _write(study, axes, ds, path)
+        except KeyboardInterrupt:
+            rundir.write_status(partial, "interrupted")
+            raise Interrupted(
+                f"interrupted while writing {path}; the training is saved in {partial}: "
+                "run the same command with --resume to write it"
+            ) from None
+        except OSError as e:
+            rundir.write_status(partial, "failed", reason=_os_error(e))
+            raise Fault(
+                f"{_os_error(e)} while writing {path}; the training is saved in {partial}: "
+                "fix that and run the same command with --resume to write it"
+            ) from None
         shutil.rmtree(partial, ignore_errors=True)
-        return ds, path, {}
+    if report_error:
+        raise Fault(
+            f"the {study.name} report failed ({report_error}); results.nc, summary.csv and "
+            f"config.json are saved in {path}, the traceback in {path / REPORT_ERROR}"
+        )
+    return ds, path, headline
+
+
+REPORT_ERROR = "report_error.txt"
+
+
+def _claim(path: Path, partial: Path, overwrite: bool, resume: bool) -> bool:
+    """Check what an earlier run left against what this one asks (lock held); returns the
+    overwrite intent in force (a resumed run keeps the one it was started with)."""
+    if resume:
+        if not (partial / "checkpoint" / "manifest.json").exists():
+            raise UserError(f"nothing to resume: no interrupted run of {path}")
+        overwrite = overwrite or bool(rundir.read_status(partial).get("overwrite"))
+        if rundir.is_nonempty_dir(path) and not overwrite:
+            raise UserError(
+                f"--out {path} already holds a run; pass --overwrite --resume to replace it"
+            )
+        return overwrite
+    if partial.exists():
+        if not overwrite:
+            raise UserError(
+                f"the last run of {path} {rundir.what_happened(partial)} and left its "
+                f"checkpoint in {partial}; pass --resume to continue it or --overwrite "
+                "to start over"
+            )
+        shutil.rmtree(partial)
+    return overwrite
+
+
+def _keep_or_clean(partial: Path, store: checkpoint.Store, reason: str) -> None:
+    """After a failure: keep a checkpoint worth resuming (saying why it stopped), else remove."""
+    if store.has_saved():
+        rundir.write_status(partial, "failed", reason=reason)
+    else:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _os_error(e: OSError) -> str:
+    where = f" ({e.filename})" if e.filename else ""
+    return f"{e.strerror or one_line(e)}{where}"
+
+
+def _write(study: Study, axes, ds: xr.Dataset, path: Path) -> tuple[dict, str]:
+    """Write the run directory (results first, then the report) and move it into place.
+
+    Returns (headline numbers, '' or the report's error as one line): a report that raises
+    leaves its traceback in report_error.txt and the results in place.
+    """
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".writing", dir=path.parent))
     try:
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run directory is an ordinary one
         (tmp / "figures").mkdir()
-        headline = study.report(ds, tmp) if study.report else {}
+        rundir.write_marker(tmp, study.name)
         results.save(ds, tmp / "results.nc")
         if "loss" in ds:
             table = analysis.summary_table(ds, study.config.train.loss_threshold)
             table.to_csv(tmp / "summary.csv", index=False)
-        meta = {
-            "study": study.name,
-            "config": config.to_dict(study.config),
-            "grid": {
-                "+".join((a.key, *(k for k, _ in a.zipped))): [
-                    list(a.at(i).values()) if a.zipped else a.values[i]
-                    for i in range(len(a.values))
-                ]
-                for a in axes
-            },
-            "headline": headline,
+        meta = {"study": study.name, "config": config.to_dict(study.config)}
+        meta["grid"] = {
+            "+".join((a.key, *(k for k, _ in a.zipped))): [
+                list(a.at(i).values()) if a.zipped else a.values[i] for i in range(len(a.values))
+            ]
+            for a in axes
         }
-        (tmp / "config.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        _write_json(tmp / "config.json", meta)
+        headline, error = {}, ""
+        if study.report:
+            try:
+                headline = study.report(ds, tmp)
+            except Exception as e:  # the results are safe; report the failure, keep them
+                error = one_line(e)
+                (tmp / REPORT_ERROR).write_text(traceback.format_exc())
+        _write_json(tmp / "config.json", meta | {"headline": headline})
         _move_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(partial, ignore_errors=True)
-    return ds, path, headline
+    return headline, error
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    checkpoint.atomic_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def _move_into_place(tmp: Path, path: Path) -> None:

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 import experiments.sigmoid_convergence as study_module
-from sigjax import results
+from sigjax import results, rundir
 from sigjax.cli import main
 
 STUDY = "sigmoid_convergence"
@@ -169,6 +169,7 @@ def no_report(monkeypatch):
 def test_overwrite_replaces_and_set_on_a_swept_key_fixes_it(tmp_path, no_report):
     path = tmp_path / "r"
     path.mkdir()
+    rundir.write_marker(path, STUDY)  # an older run of sigjax's own
     (path / "config.json").write_text("{}\n")
     (path / "stale.txt").write_text("from an older run\n")
     (path / "results.nc").write_bytes(b"old")
@@ -380,5 +381,5 @@ def test_overwrite_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     (path / "chapter1.tex").write_text("precious\n")
     argv = ["run", STUDY, "--out", str(path), "--overwrite", *TINY, *TINY_GRID]
     assert main(argv) == 2
-    _assert_one_error_line(capsys.readouterr().err, "not a sigjax run directory")
+    _assert_one_error_line(capsys.readouterr().err, "sigjax did not write", str(path))
     assert (path / "chapter1.tex").read_text() == "precious\n"
