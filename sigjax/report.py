@@ -9,19 +9,50 @@ import numpy as np
 import xarray as xr
 
 from sigjax import analysis, plotting, results
-from sigjax.errors import UserError
+from sigjax.errors import UserError, first_line
+
+# What `describe` and `standard_figures` read, by the variable that brings them along.
+NEEDS = {"loss": ("diverged_at",), "grad_norm": ("n_layers",)}
 
 
 def load_run(directory: str | Path) -> tuple[xr.Dataset, dict]:
+    """(results, config.json's contents) of a run directory; UserError naming what is wrong."""
     path = Path(directory)
+    if not path.is_dir():
+        raise UserError(f"{path} is not a directory")
     if not (path / "results.nc").exists():
         raise UserError(f"{path} is not a sigjax run directory (no results.nc)")
     try:
         ds = results.load(path / "results.nc")
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {path / 'results.nc'}: {e}") from None
-    meta = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else {}
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"cannot read {path / 'results.nc'}: {first_line(e)}") from None
+    for var, needed in NEEDS.items():
+        lacking = [n for n in needed if var in ds and n not in ds]
+        if var in ds and "step" not in ds[var].dims:
+            lacking.append("the step dim")
+        if lacking:
+            raise UserError(
+                f"{path / 'results.nc'} has {var} but lacks {', '.join(lacking)}; "
+                "it was damaged or not written by sigjax"
+            )
+    meta = {}
+    if (path / "config.json").exists():
+        try:
+            meta = json.loads((path / "config.json").read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot read {path / 'config.json'}: {first_line(e)}") from None
+        if not isinstance(meta, dict):
+            raise UserError(f"{path / 'config.json'} is not a JSON object")
     return ds, meta
+
+
+def loss_threshold(meta: dict, default: float = 0.05) -> float:
+    """The run's train.loss_threshold from its config.json contents (default when absent)."""
+    try:
+        value = float(meta.get("config", {}).get("train", {}).get("loss_threshold", default))
+    except (AttributeError, TypeError, ValueError):
+        raise UserError("config.json: train.loss_threshold is not a number") from None
+    return value
 
 
 def _static_dims(ds: xr.Dataset) -> list[str]:
@@ -52,14 +83,15 @@ def describe(ds: xr.Dataset, threshold: float) -> str:
     final = analysis.at_best_lr(analysis.final_loss(ds), best)
     boundary = analysis.divergence_boundary(ds)
     over = [d for d in ("seed",) if d in steps.dims]
-    table = xr.Dataset(
-        {
-            "best_lr": best,
-            "median_steps": steps.fillna(np.inf).median(over) if over else steps,
-            "final_loss": final.median(over) if over else final,
-            "largest_stable_lr": boundary,
-        }
-    ).to_dataframe()
+    columns = {
+        "best_lr": best,
+        "median_steps": steps.fillna(np.inf).median(over) if over else steps,
+        "final_loss": final.median(over) if over else final,
+        "largest_stable_lr": boundary,
+    }
+    # selecting at the best lr leaves the selected lr behind as a coordinate: drop it, it is
+    # best_lr again
+    table = xr.Dataset({k: v.reset_coords(drop=True) for k, v in columns.items()}).to_dataframe()
     lines.append(f"per setting, at its best learning rate (threshold {threshold}):")
     lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
     return "\n".join(lines) + "\n"
