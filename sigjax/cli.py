@@ -221,7 +221,7 @@ def _show(args) -> int:
     from sigjax import report
 
     ds, meta = report.load_run(args.dir)
-    threshold = meta.get("config", {}).get("train", {}).get("loss_threshold", 0.05)
+    threshold = report.loss_threshold(meta)
     print(report.describe(ds, threshold), end="")
     if args.plot:
         paths = report.standard_figures(ds, args.dir)
