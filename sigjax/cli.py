@@ -148,6 +148,8 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
         if "=" not in item:
             raise UserError(f"--set {item!r} must look like key=value")
         key, value = (s.strip() for s in item.split("=", 1))
+        if key in out:
+            raise UserError(f"{key} is given twice (--set and --set); give each key once")
         out[key] = config.parse_value(key, value)
     return out
 
@@ -176,9 +178,13 @@ def _run(args) -> int:
 
     _distributed(args)
     study = experiments.get(args.study or experiments.DEFAULT)
-    grids = dict(grid.parse(g) for g in args.grid)
-    grids |= dict(grid.parse_zip(z) for z in args.zip)
-    study = study.preset(args.preset).with_overrides(_parse_sets(args.set), grids)
+    sets = _parse_sets(args.set)
+    axes = [("--grid", *grid.parse(g)) for g in args.grid]
+    axes += [("--zip", *grid.parse_zip(z)) for z in args.zip]
+    # A key given by two of the user's flags is a mistake (the study's own axes are replaced).
+    grid.check_distinct([*(("--set", k) for k in sets), *((flag, k) for flag, k, _ in axes)])
+    grids = {k: values for _, k, values in axes}
+    study = study.preset(args.preset).with_overrides(sets, grids)
     from sigjax import plan, sweep
     from sigjax.errors import UserError
 

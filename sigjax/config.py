@@ -8,9 +8,11 @@ one compiled program serves every value of them, so a sweep over them costs no r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,7 @@ class ModelConfig:
     activation: str = "sigmoid"
     head_activation: str = "identity"  # applied to the output layer (the blog's net: sigmoid)
     out_dim: int | None = None  # None: taken from the data
+    arch: str = "mlp"  # model family (sigjax.models.register): mlp or a registered name
 
 
 @dataclass(frozen=True)
@@ -35,14 +38,17 @@ class InitConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: str = "sgd"  # sgd, momentum, nesterov, adam, rmsprop, adagrad
+    name: str = "sgd"  # sgd, momentum, nesterov, adam, rmsprop, adagrad, adamw, lamb, registered
     lr: float = 0.1
     momentum: float = 0.9  # momentum / nesterov
-    b1: float = 0.9  # adam
-    b2: float = 0.999  # adam
-    eps: float = 1e-8  # adam, rmsprop, adagrad
+    b1: float = 0.9  # adam, adamw, lamb
+    b2: float = 0.999  # adam, adamw, lamb
+    eps: float = 1e-8  # adam, adamw, lamb, rmsprop, adagrad
     decay: float = 0.9  # rmsprop
-    weight_decay: float = 0.0  # decoupled (added to the update), all optimizers
+    weight_decay: float = 0.0  # decoupled, all optimizers (adamw, lamb: optax's own)
+    clip: float = 0.0  # global-norm gradient clipping before the optimizer (traced); 0: off
+    warmup: float = 0.0  # share of train.steps ramping the rate up from 0 (traced), in [0, 1)
+    schedule: str = "constant"  # lr factor over train.steps: see sigjax.optim.SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class TrainConfig:
     diverge_factor: float = 1e4  # a loss above this × the step-0 loss counts as divergence
     record: str = "all"  # what each logged step records: all, gradients (loss + grad norms), loss
     precision: str = "float32"  # matmul inputs: float32, or bf16 (float32 params and accumulation)
+    metrics: str = ""  # registered metrics to record besides `record`, comma-separated
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,8 @@ DYNAMIC_KEYS = (
     "optim.eps",
     "optim.decay",
     "optim.weight_decay",
+    "optim.clip",
+    "optim.warmup",
     "init.sigma_w2",
     "init.sigma_b2",
     "seed",
@@ -96,14 +105,7 @@ DYNAMIC_KEYS = (
 def keys(cfg: Any = None, prefix: str = "") -> list[str]:
     """Every dotted leaf key of a config (of the Config class when cfg is None)."""
     cls = type(cfg) if cfg is not None else Config
-    out = []
-    for f in dataclasses.fields(cls):
-        sub = _field_type(cls, f.name)
-        if dataclasses.is_dataclass(sub):
-            out += keys(sub(), prefix + f.name + ".")
-        else:
-            out.append(prefix + f.name)
-    return out
+    return [prefix + k for k in _class_keys(cls)]
 
 
 def get(cfg: Config, key: str) -> Any:
@@ -124,6 +126,20 @@ def parse_value(key: str, text: str) -> Any:
     """Convert a command-line string to the type of field `key` (UserError if it does not fit)."""
     _check_key(key)
     return _convert(key, _leaf_type(key), text)
+
+
+def convert_all(key: str, values: Iterable[Any]) -> tuple:
+    """Values converted to the type of field `key`, each exactly as `replace` converts it
+    (strings parsed as on the command line); UserError naming the first that does not fit."""
+    typ = _leaf_type(_check_key(key))
+    values = tuple(values)
+    fast = _FAST.get(typ)
+    if fast is not None:
+        try:
+            return tuple(map(fast, values))
+        except (TypeError, ValueError):
+            pass  # the strict conversion below names the value at fault
+    return tuple(_convert(key, typ, v) for v in values)
 
 
 def to_dict(cfg: Config) -> dict:
@@ -149,19 +165,48 @@ def from_dict(d: dict) -> Config:
 
 
 def _check_key(key: str) -> str:
-    if key not in _all_keys():
+    if not isinstance(key, str):
+        raise UserError(
+            f"config keys are dotted names like 'optim.lr', got {key!r} ({type(key).__name__})"
+        )
+    if key not in _key_set():
         raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(_all_keys())}")
     return key
 
 
+# The key and type tables are fixed by the class definitions: built once, not per value (a
+# grid of a million values parses each one).
 def _all_keys() -> list[str]:
     return keys()
 
 
+@functools.cache
+def _key_set() -> frozenset[str]:
+    return frozenset(_class_keys(Config))
+
+
+@functools.cache
+def _class_keys(cls: type) -> tuple[str, ...]:
+    out: list[str] = []
+    for f in dataclasses.fields(cls):
+        sub = _field_type(cls, f.name)
+        if dataclasses.is_dataclass(sub):
+            out += [f"{f.name}.{k}" for k in _class_keys(sub)]
+        else:
+            out.append(f.name)
+    return tuple(out)
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def _field_type(cls: type, name: str) -> Any:
-    return typing.get_type_hints(cls)[name]
+    return _type_hints(cls)[name]
 
 
+@functools.cache
 def _leaf_type(key: str) -> Any:
     cls: Any = Config
     *parents, leaf = key.split(".")
@@ -216,3 +261,33 @@ def _convert(key: str, typ: Any, value: Any) -> Any:
         name = getattr(typ, "__name__", str(typ))
         raise UserError(f"{key} expects {name}, got {value!r}") from None
     raise TypeError(f"unsupported config field type {typ} for {key}")
+
+
+# Converters for the common plain field types that agree with `_convert` wherever they succeed
+# and raise on anything else (which `_convert` then reports): a grid of a million values
+# converts in a fraction of a second.
+def _fast_int(value: Any) -> int:
+    t = type(value)
+    if t is str:
+        return int(value, 10)
+    if t is int:
+        return value
+    raise TypeError
+
+
+def _fast_float(value: Any) -> float:
+    t = type(value)
+    if t is str or t is int:
+        return float(value)
+    if t is float:
+        return value
+    raise TypeError
+
+
+def _fast_str(value: Any) -> str:
+    if type(value) is str:
+        return value
+    raise TypeError
+
+
+_FAST = {int: _fast_int, float: _fast_float, str: _fast_str}

@@ -8,10 +8,18 @@ Tasks:
 - `seed_regression`: the seed blog's X ~ U[0,1]^{n×dim}, y ~ U[0,1]^{n×out_dim}.
 - `teacher`: x ~ N(0, I_dim), labels = argmax of a random tanh teacher MLP (out_dim classes).
 - `teacher_regression`: the same inputs, y = the teacher's outputs (out_dim values).
-- `mnist1d`, `digits`, `mnist`, `fashion_mnist`, `cifar10`: real data (sigjax.data_sources).
+- `mnist1d`, `digits`, `mnist`, `fashion_mnist`, `cifar10`: real data (sigjax.data_sources),
+  each with its own train/test split and ten classes; `n_train`, `n_test`, `dim` and `out_dim`
+  size the synthetic tasks only.
+
+`load` refuses, before it draws anything, a synthetic task too large for the memory available
+(`task_bytes` against `available_memory`), and any class label outside the task's classes.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import flax.struct
 import jax
@@ -58,7 +66,8 @@ def _teacher_outputs(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     n = cfg.n_train + cfg.n_test
     x = rng.standard_normal((n, cfg.dim)).astype(np.float32)
     h = x
-    for fan_out in (64, 64):  # a 2-hidden-layer tanh teacher at σ_w² = 2, just past the edge
+    # a 2-hidden-layer tanh teacher at σ_w² = 2, just past the edge
+    for fan_out in (TEACHER_HIDDEN, TEACHER_HIDDEN):
         w = rng.standard_normal((h.shape[1], fan_out)) * np.sqrt(2.0 / h.shape[1])
         h = np.tanh(h @ w)
     w_out = rng.standard_normal((h.shape[1], cfg.out_dim)) / np.sqrt(h.shape[1])
@@ -67,7 +76,8 @@ def _teacher_outputs(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def _teacher(cfg: DataConfig) -> dict:
     x, out = _teacher_outputs(cfg)
-    return _split(x, out.argmax(axis=1).astype(np.int32), cfg.n_train) | {"n_classes": cfg.out_dim}
+    labels = out.argmax(axis=1).astype(np.int32)
+    return _split(x, labels, cfg.n_train) | {"n_classes": n_classes(cfg)}
 
 
 def _teacher_regression(cfg: DataConfig) -> dict:
@@ -92,7 +102,9 @@ def _real(name: str):
             arrays = data_sources.digits(seed=cfg.seed)
         else:
             arrays = data_sources.local(name)
-        return arrays | {"n_classes": int(arrays["y_train"].max()) + 1}
+        # The declared count, not the labels one split happens to hold: a test label that the
+        # training split lacks must still have a logit.
+        return arrays | {"n_classes": n_classes(cfg)}
 
     return load
 
@@ -105,19 +117,127 @@ DATASETS = {
 }
 
 
+TEACHER_HIDDEN = 64  # width of the teacher's hidden layers (see _teacher_outputs)
+SYNTHETIC = ("seed_regression", "teacher", "teacher_regression")
+
+
+def n_classes(cfg: DataConfig) -> int:
+    """The classes of cfg's task, known from its config alone (0: a regression task, whose
+    targets are cfg.out_dim values)."""
+    from sigjax import data_sources
+
+    if cfg.name == "teacher":
+        return cfg.out_dim
+    return 0 if cfg.name in SYNTHETIC else data_sources.N_CLASSES
+
+
+def _label_cols(cfg: DataConfig) -> int:
+    return 1 if cfg.name == "teacher" else cfg.out_dim  # teacher: one int32 label a row
+
+
+def task_bytes(cfg: DataConfig) -> int | None:
+    """Estimated peak host bytes of making cfg's synthetic task; None for real data (sized by
+    its files). Per row: the float64 draws, the float32 arrays kept, a standardised copy and the
+    device copy (12 bytes a column), plus the teacher's float64 hidden layers."""
+    if cfg.name not in SYNTHETIC:
+        return None
+    per_row = 12 * (cfg.dim + _label_cols(cfg))
+    if cfg.name != "seed_regression":
+        per_row += 8 * (3 * TEACHER_HIDDEN + cfg.out_dim)  # h, h @ w and tanh(h @ w) live at once
+    return (cfg.n_train + cfg.n_test) * per_row
+
+
+def available_memory() -> int | None:
+    """Bytes of host memory available now (None if unknown): Linux's MemAvailable, else the
+    free pages, capped by the limit of the process's cgroup where it has one."""
+    free = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    cgroup = Path("/sys/fs/cgroup")
+    for limit, usage in (
+        ("memory.max", "memory.current"),  # cgroup v2
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),  # cgroup v1
+    ):
+        try:
+            left = int((cgroup / limit).read_text()) - int((cgroup / usage).read_text())
+        except (OSError, ValueError):  # absent, or "max": no limit
+            continue
+        free = min(free, max(left, 0))
+    return free
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def check_size(cfg: DataConfig) -> None:
+    """UserError, naming the keys, for a synthetic task larger than the host memory available
+    or (on an accelerator) than the device memory free."""
+    need = task_bytes(cfg)
+    if need is None:
+        return
+    kept = 4 * (cfg.n_train + cfg.n_test) * (cfg.dim + _label_cols(cfg))  # on the device
+    dev = jax.local_devices()[0]
+    stats = (dev.memory_stats() if hasattr(dev, "memory_stats") else None) or {}
+    limit = stats.get("bytes_limit")  # None on CPU: the host check covers it
+    on_dev = limit - stats.get("bytes_in_use", 0) if limit else None
+    for size, room, where in (
+        (need, available_memory(), "of host memory available"),
+        (kept, on_dev, f"free on the {dev.device_kind}"),
+    ):
+        if room is not None and size > room:
+            raise UserError(
+                f"data.n_train={cfg.n_train}, data.n_test={cfg.n_test}, data.dim={cfg.dim}, "
+                f"data.out_dim={cfg.out_dim} make a {cfg.name} task of about "
+                f"{_size(size)}, more than the {_size(room)} {where}; "
+                "lower data.n_train, data.n_test, data.dim or data.out_dim"
+            )
+
+
+def _check_labels(arrays: dict, classes: int, name: str) -> None:
+    for k in ("y_train", "y_test"):
+        y = arrays.get(k)
+        if y is None or not len(y):
+            continue
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= classes:
+            raise UserError(
+                f"data.name={name}: {k} holds labels {lo}..{hi}, outside the task's "
+                f"{classes} classes 0..{classes - 1}"
+            )
+
+
 def load(cfg: DataConfig) -> Data:
-    """The task named by cfg.name, as device arrays (standardised if cfg.standardize)."""
+    """The task named by cfg.name, as device arrays (standardised if cfg.standardize).
+
+    UserError before anything is drawn if the task would not fit in memory (`check_size`), and
+    for class labels outside the task's classes (its declared count, or else both splits')."""
     if cfg.name not in DATASETS:
         raise UserError(f"unknown dataset {cfg.name!r}; choose from {', '.join(DATASETS)}")
+    check_size(cfg)
     arrays = DATASETS[cfg.name](cfg)
-    n_classes = arrays.pop("n_classes", 0)
+    classes = arrays.pop("n_classes", None)
+    if classes is None and np.issubdtype(arrays["y_train"].dtype, np.integer):
+        ys = [arrays[k] for k in ("y_train", "y_test") if k in arrays and len(arrays[k])]
+        classes = 1 + max(int(y.max()) for y in ys) if ys else 0
+    if classes:
+        _check_labels(arrays, classes, cfg.name)
     if cfg.standardize:
         mean = arrays["x_train"].mean(axis=0)
         std = arrays["x_train"].std(axis=0) + 1e-6
         for k in ("x_train", "x_test"):
             if k in arrays:
                 arrays[k] = ((arrays[k] - mean) / std).astype(np.float32)
-    return Data(**{k: jnp.asarray(v) for k, v in arrays.items()}, n_classes=n_classes)
+    return Data(**{k: jnp.asarray(v) for k, v in arrays.items()}, n_classes=classes or 0)
 
 
 def batch(data: Data, key: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:

@@ -35,6 +35,7 @@ __all__ = [
     "DATA_DIR_ENV",
     "CACHE_ENV",
     "LOCAL_NAMES",
+    "N_CLASSES",
     "MNIST1D_CACHE_VERSION",
     "cache_root",
     "mnist1d",
@@ -53,7 +54,7 @@ _MNIST1D_SHAPES = {
     "y_test": (1000,),
 }
 _SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
-_N_CLASSES = 10
+N_CLASSES = 10  # every dataset here has ten classes, whichever labels a split happens to hold
 _DIGITS_N_TEST = 400
 
 
@@ -121,7 +122,7 @@ def _read_mnist1d_cache(path: Path, seed: int) -> dict | None:
         if problem is None and not all(np.isfinite(out[k]).all() for k in ("x_train", "x_test")):
             problem = "it contains non-finite values"
         if problem is None and not all(
-            ((out[k] >= 0) & (out[k] < _N_CLASSES)).all() for k in ("y_train", "y_test")
+            ((out[k] >= 0) & (out[k] < N_CLASSES)).all() for k in ("y_train", "y_test")
         ):
             problem = "it contains labels outside 0..9"
     if problem is None:
@@ -277,6 +278,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             raw = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"IDX file {path} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"IDX file {path} is a directory, not a file") from None
     except (OSError, EOFError, zlib.error) as e:
         raise UserError(
             f"cannot read IDX file {path} ({type(e).__name__}: {e}); "
@@ -309,7 +312,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 def _find_idx(directory: Path, stem: str) -> Path | None:
     for candidate in (directory / stem, directory / f"{stem}.gz"):
-        if candidate.is_file():
+        if candidate.exists():  # a directory of that name is refused by read_idx, by name
             return candidate
     return None
 
@@ -322,6 +325,9 @@ def _images(x: np.ndarray, name: str, source: str) -> np.ndarray:
     if x.ndim < 1 or x.shape[1:] not in ok_shapes:
         want = " or ".join(str(("n",) + s).replace("'", "") for s in ok_shapes)
         raise UserError(f"{source}: {name} images must have shape {want}, got {x.shape}")
+    if len(x) == 0:
+        # An empty split trains on nothing, or tests to a NaN loss: refuse it here.
+        raise UserError(f"{source} holds no images (shape {x.shape}); it must hold at least one")
     if x.dtype == np.uint8:
         x = x.reshape(len(x), flat).astype(np.float32) / np.float32(255)
     elif np.issubdtype(x.dtype, np.floating):
@@ -350,9 +356,9 @@ def _labels(y: np.ndarray, n: int, source: str, images_source: str) -> np.ndarra
             f"{source} has {len(y)} labels but {images_source} has {n} images; "
             "the two must come from the same release"
         )
-    if len(y) and (y.min() < 0 or y.max() >= _N_CLASSES):
+    if len(y) and (y.min() < 0 or y.max() >= N_CLASSES):
         raise UserError(
-            f"{source}: labels must be in 0..{_N_CLASSES - 1}, found {y.min()}..{y.max()}"
+            f"{source}: labels must be in 0..{N_CLASSES - 1}, found {y.min()}..{y.max()}"
         )
     return y.astype(np.int32)
 
@@ -441,10 +447,14 @@ def local(name: str, path: str | os.PathLike | None = None) -> dict:
 
     if where.suffix == ".npz":
         if not where.is_file():
-            raise UserError(
-                f"{name}: expected the .npz file {where} ({how}), but it does not exist"
-            )
+            what = "is not a file" if where.exists() else "does not exist"
+            raise UserError(f"{name}: expected the .npz file {where} ({how}), but it {what}")
         return _load_npz(name, where)
+    if where.exists() and not where.is_dir():
+        raise UserError(
+            f"{name}: {where} ({how}) is a file, not a directory or an .npz file; point at "
+            f"the directory holding {_expected(name)}"
+        )
     if not where.is_dir():
         raise UserError(
             f"{name}: expected a directory {where} ({how}) holding {_expected(name)}, "

@@ -24,12 +24,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 
-from sigjax import grid, results
+from sigjax import grid, optim, results, train
 from sigjax.config import Config
 from sigjax.errors import UserError
 
-OPT_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2, "rmsprop": 1, "adagrad": 1}
+
+def optimizer_state_bytes(cfg: Config, widths: Sequence[int]) -> int:
+    """Bytes of the optimizer state of an MLP with these layer widths (input first), counted
+    from the optimizer's own init with `jax.eval_shape`, so any registered optimizer is sized."""
+    params = {
+        f"layer_{i + 1}": {
+            "kernel": jax.ShapeDtypeStruct((a, b), jnp.float32),
+            "bias": jax.ShapeDtypeStruct((b,), jnp.float32),
+        }
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+    }
+    o = cfg.optim
+    hp = train.hparams_of(cfg)
+    return optim.state_bytes(o.name, hp, params, schedule=o.schedule, steps=cfg.train.steps)
+
+
 BYTES = 4  # float32
 TEMPORARIES = 2.0  # XLA scratch beyond the live arrays counted here
 
@@ -63,7 +79,7 @@ def estimate(cfg: Config, in_dim: int, out_dim: int, n_train: int, n_test: int) 
     per_log = 3 + len(results.PER_LAYER) * n_layers  # loss, test loss/accuracy + per layer
     return MemoryEstimate(
         params=n_params * BYTES,
-        state=(3 + OPT_SLOTS[cfg.optim.name]) * n_params * BYTES,
+        state=3 * n_params * BYTES + optimizer_state_bytes(cfg, widths),
         activations=acts * BYTES,
         trajectory=n_logs * per_log * BYTES,
     )
@@ -83,7 +99,7 @@ def default_budget() -> int:
 
 
 def parse_bytes(text: str) -> int:
-    """'512M', '8G', '1.5GiB', '1000000' -> bytes."""
+    """'512M', '8G', '1.5GiB', '1000000' -> bytes (UserError unless a finite size >= 1 byte)."""
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
     t = text.strip().upper().removesuffix("IB").removesuffix("B")
     num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
@@ -91,8 +107,10 @@ def parse_bytes(text: str) -> int:
         value = float(num) * units[unit]
     except ValueError:
         raise UserError(f"--max-memory {text!r} is not a size like 512M or 8G") from None
-    if value <= 0:
-        raise UserError(f"--max-memory must be positive, got {text!r}")
+    if not abs(value) < float("inf"):  # inf, nan, and numbers like 1e400 that overflow to inf
+        raise UserError(f"--max-memory {text!r} is not a finite size like 512M or 8G")
+    if value < 1:
+        raise UserError(f"--max-memory must be a positive size of at least 1 byte, got {text!r}")
     return int(value)
 
 
@@ -218,19 +236,34 @@ def chunk_for(mem: MemoryEstimate, members: int, budget: int, n_devices: int) ->
 
 
 def make(
-    cfg: Config, axes: Sequence[grid.Axis], dims: dict[str, tuple[int, int, int, int]], budget: int
+    cfg: Config,
+    axes: Sequence[grid.Axis],
+    dims: dict[str, tuple[int, int, int, int]],
+    budget: int,
+    groups: Sequence[grid.Group] | None = None,
 ) -> list[GroupPlan]:
-    """One GroupPlan per static group; dims maps a group label to (in, out, n_train, n_test)."""
+    """One GroupPlan per static group; dims maps a group label to (in, out, n_train, n_test).
+
+    `groups`: the grid's groups when the caller has them already (else they are enumerated).
+    """
     members = grid.n_members(axes)
     n_dev = jax.local_device_count()
     platform = jax.local_devices()[0].platform
     cache = cache_share(n_dev) if platform == "cpu" else 0
     plans = []
-    for g in grid.groups(cfg, axes):
+    # Sizing a group costs milliseconds (the optimizer's state is counted by tracing its init),
+    # so groups that differ only in what `estimate` does not read (activations, the dataset
+    # beyond its shapes in `dims`, the seed) share one estimate and one strategy.
+    sized: dict = {}
+    for g in grid.groups(cfg, axes) if groups is None else groups:
         name = label(g, axes)
-        mem = estimate(g.cfg, *dims[name])
-        chunk = chunk_for(mem, members, budget, n_dev)
-        strategy, why = choose(mem, chunk, platform, n_dev, cache)
+        c = g.cfg
+        key = (dims[name], c.model.depth, c.model.width, c.init, c.optim, c.train)
+        if key not in sized:
+            mem = estimate(c, *dims[name])
+            chunk = chunk_for(mem, members, budget, n_dev)
+            sized[key] = (mem, chunk, *choose(mem, chunk, platform, n_dev, cache))
+        mem, chunk, strategy, why = sized[key]
         plans.append(GroupPlan(name, members, chunk, mem, strategy, why))
     return plans
 
@@ -241,23 +274,46 @@ def label(g: grid.Group, axes: Sequence[grid.Axis]) -> str:
     return ", ".join(parts) or "all"
 
 
+SHOWN = 40  # describe() lists every group of a plan up to this size; of a larger one, its ends
+ENDS = 5
+
+
 def describe(plans: list[GroupPlan], budget: int) -> str:
+    """The plan in a few lines: totals, then one line per group (for more than SHOWN groups:
+    the first and last ENDS, and what the others span), then the strategies' reasons."""
     total = sum(p.members for p in plans)
     traj = sum(p.members * p.memory.trajectory for p in plans)
     lines = [
         f"plan: {len(plans)} static group(s) = {len(plans)} compiled program set(s), {total} "
-        f"members on {jax.local_device_count()} {jax.local_devices()[0].device_kind} device(s); "
-        f"memory budget {human(budget)}, trajectories {human(traj)} in all"
+        f"members in {sum(p.chunks for p in plans)} chunk(s) on {jax.local_device_count()} "
+        f"{jax.local_devices()[0].device_kind} device(s); memory budget {human(budget)}, "
+        f"trajectories {human(traj)} in all"
     ]
     whys: list[str] = []
-    for p in plans:
+
+    def line(p: GroupPlan) -> str:
         if p.why not in whys:
             whys.append(p.why)
-        lines.append(
+        return (
             f"  {p.label}: {p.members} members in {p.chunks} chunk(s) of {p.chunk}, "
             f"~{human(p.memory.device)}/member ({human(p.chunk * p.memory.device)}/chunk); "
             f"{p.strategy} [{whys.index(p.why) + 1}]"
         )
+
+    if len(plans) <= SHOWN:
+        lines += [line(p) for p in plans]
+    else:
+        lines += [line(p) for p in plans[:ENDS]]
+        rest = plans[ENDS:-ENDS]
+        big = max(rest, key=lambda p: p.memory.device)
+        chunks = [p.chunks for p in rest]
+        lines.append(
+            f"  ... {len(rest)} more groups: {min(chunks)}-{max(chunks)} chunk(s) each, "
+            f"~{human(min(p.memory.device for p in rest))}-{human(big.memory.device)}/member "
+            f"(the most at {big.label}); strategies: "
+            + "; ".join(sorted({str(p.strategy) for p in rest}))
+        )
+        lines += [line(p) for p in plans[-ENDS:]]
     lines += [f"  [{i + 1}] {w}" for i, w in enumerate(whys)]
     return "\n".join(lines)
 

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -75,8 +75,24 @@ class Study:
     def with_overrides(
         self, sets: dict[str, Any] | None = None, grids: dict[str, list] | None = None
     ) -> Study:
-        """`sets` fix a key (a swept key becomes a one-value axis); `grids` add or replace axes."""
+        """`sets` fix a key (a swept key becomes a one-value axis); `grids` add or replace axes,
+        each a list of values or an expression string as on the command line ('0.1,0.3').
+
+        UserError when either is not a dict or one key is given twice (in both, or in two grid
+        entries: a zipped tuple of keys overlaps another)."""
+        for name, arg, example in (
+            ("overrides", sets, "{'train.steps': 500}"),
+            ("grid", grids, "{'optim.lr': [0.01, 0.1]}"),
+        ):
+            if arg is not None and not isinstance(arg, Mapping):
+                raise UserError(
+                    f"{name} must be a dict like {example}, got {type(arg).__name__} {arg!r}"
+                )
         sets, grids = dict(sets or {}), dict(grids or {})
+        for key in sets:
+            config.get(self.config, key)  # a known key (names a bad one before anything else)
+        grid.check_distinct([*(("overrides", k) for k in sets), *(("grid", k) for k in grids)])
+        grids = {key: grid.as_values(key, values) for key, values in grids.items()}
         g = dict(self.grid)
         plain = {}
         zipped = {k for key in g if isinstance(key, tuple) for k in key}
@@ -92,7 +108,7 @@ class Study:
             for old in list(g):
                 if new & (set(old) if isinstance(old, tuple) else {old}):
                     del g[old]
-            g[key] = tuple(values)
+            g[key] = values
         cfg = config.replace(self.config, plain)
         return replace(self, config=cfg, grid=g)
 

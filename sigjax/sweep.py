@@ -24,7 +24,7 @@ import xarray as xr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from sigjax import checkpoint, grid, results, train
+from sigjax import activations, checkpoint, grid, results, train
 from sigjax import data as data_lib
 from sigjax import plan as plan_lib
 from sigjax.config import Config, to_json
@@ -43,7 +43,13 @@ def check(cfg: Config, axes: Sequence[grid.Axis]) -> list[grid.Group]:
 
 
 def fingerprint(cfg: Config, axes: Sequence[grid.Axis]) -> str:
-    return checkpoint.fingerprint(to_json(cfg), repr(tuple(axes)))
+    """Content key of a run's checkpoint: config, grid, and the code of every activation used."""
+    keys = ("model.activation", "model.head_activation")
+    used = {cfg.model.activation, cfg.model.head_activation}
+    for a in axes:
+        used.update(v for k, vs in ((a.key, a.values), *a.zipped) if k in keys for v in vs)
+    acts = activations.fingerprint(used)
+    return checkpoint.fingerprint(to_json(cfg), repr(tuple(axes)) + "\nactivations " + acts)
 
 
 def run(
@@ -79,7 +85,7 @@ def run(
     )
     for gi, (g, p) in enumerate(zip(groups, plans, strict=True)):
         t0 = time.perf_counter()
-        done = store.load_group(gi) if store else None
+        done = store.load_group(gi, rows=grid.n_members(axes)) if store else None
         if done is None:
             data = _load(g.cfg.data, datasets)
             prog = train.program(g.cfg, data)
@@ -126,13 +132,14 @@ def make_plan(
 ) -> list[plan_lib.GroupPlan]:
     """The execution plan of a grid (loads each group's data to learn its shapes)."""
     datasets = {} if datasets is None else datasets
+    groups = list(grid.groups(cfg, axes))
     dims = {}
-    for g in grid.groups(cfg, axes):
+    for g in groups:
         d = _load(g.cfg.data, datasets)
         n_test = d.x_test.shape[0] if d.has_test else 0
         out_dim = g.cfg.model.out_dim or d.out_dim
         dims[plan_lib.label(g, axes)] = (d.in_dim, out_dim, d.x_train.shape[0], n_test)
-    return plan_lib.make(cfg, axes, dims, budget)
+    return plan_lib.make(cfg, axes, dims, budget, groups)
 
 
 def member_inputs(prog: train.Program, members: dict[str, np.ndarray]):
@@ -254,11 +261,11 @@ def run_group(
     outs = []
     for c, start in enumerate(range(0, m, size)):
         n_real = min(size, m - start)
-        chunk = store.load_chunk(group, c) if store else None
+        chunk = store.load_chunk(group, c, rows=size) if store else None
         if chunk is None:
             idx = np.arange(start, start + size)
             idx = np.where(idx < m, idx, 0)  # pad with member 0: same shapes, same program
-            args = ({k: v[idx] for k, v in hp.items()}, seeds[idx].astype(np.int32))
+            args = ({k: v[idx] for k, v in hp.items()}, seeds[idx].astype(np.uint32))
             args = jax.device_put(args, sharding) if sharding else jax.tree.map(jnp.asarray, args)
             chunk = _run_chunk(prog, fns, data, args, plan, store, group, c, n_real, bar)
             if store:

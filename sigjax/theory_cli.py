@@ -19,6 +19,10 @@ import numpy as np
 from sigjax import theory
 from sigjax.errors import UserError
 
+# A point costs a root-find (about 6 ms for tanh on one core): 10000 points take about a minute
+# and are far finer than any plot needs; 10**8 would run for days and fill memory first.
+MAX_POINTS = 10_000
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the `theory` subcommand (with critical / point / line) to an argparse subparsers."""
@@ -51,7 +55,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ln = sub.add_parser("line", help="table of the critical line sigma_w2(sigma_b2)")
     _activation(ln)
     ln.add_argument("--sigma-b2-max", type=float, default=1.0, help="largest sigma_b2 (default 1)")
-    ln.add_argument("--points", type=int, default=11, help="number of sigma_b2 values (default 11)")
+    ln.add_argument(
+        "--points",
+        type=int,
+        default=11,
+        help=f"number of sigma_b2 values, 2..{MAX_POINTS} (default 11)",
+    )
     ln.set_defaults(func=_run_line)
     return p
 
@@ -95,6 +104,10 @@ def _run_point(args: argparse.Namespace) -> int:
 
 
 def _run_line(args: argparse.Namespace) -> int:
+    if not 2 <= args.points <= MAX_POINTS:
+        raise UserError(f"--points must be an integer in 2..{MAX_POINTS}, got {args.points}")
+    if not (math.isfinite(args.sigma_b2_max) and args.sigma_b2_max > 0):
+        raise UserError(f"--sigma-b2-max must be a finite variance > 0, got {args.sigma_b2_max:g}")
     b, w = theory.critical_line(args.activation, args.sigma_b2_max, args.points)
     if np.all(np.isnan(w)):
         raise UserError(

@@ -1,10 +1,15 @@
 """Numerical helpers of `sigjax.theory`: float64 activations, Gaussian quadrature, root brackets.
 
-Each registry activation has numpy versions of φ, φ', φ'' here (a test checks them against the
-registry's jnp functions), the points where φ' or φ'' jumps (kinks), and the slopes (a₋, a₊) of
-its linear asymptotes, so that φ = a(x) + (a bounded or slowly growing rest) with a(x) = a₊x for
+`phi(name)` derives everything the theory needs from the registered jnp function itself: φ, φ'
+and φ'' (JAX autodiff, traced in float64 under a local `jax.enable_x64` context), the kinks the
+activation declares (where φ' or φ'' jumps), and the slopes (a₋, a₊) of its linear asymptotes,
+read off φ' far out, so that φ = a(x) + (a bounded or slowly growing rest) with a(x) = a₊x for
 x > 0 and a₋x for x < 0. Subtracting a(x)² before integrating keeps the length map free of
-cancellation when q is huge (relu, softplus, silu, ...).
+cancellation when q is huge (relu, softplus, silu, ...). The three float64 programs run as numpy
+code (each jaxpr equation mapped to its numpy/scipy ufunc: fast on scalars and large arrays
+alike, nothing to compile); a program with an equation outside those tables runs through XLA
+(jit, float64) instead. Results are cached per activation token, so a re-registered name
+derives anew.
 
 Gaussian expectations use composite Gauss–Legendre in t = (x - μ)/s on [-10, 10] (tail mass
 1.5e-23): unit panels in t, plus panel edges at φ's own features mapped into t (the origin, ±2^k
@@ -17,11 +22,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import jax
+import jax.numpy as jnp
 import numpy as np
-from scipy.special import erf, expit, ndtr
+from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+from scipy import special
 
-from sigjax.activations import ALIASES
-from sigjax.errors import UserError
+from sigjax import activations
 
 Fn = Callable[[np.ndarray], np.ndarray]
 
@@ -54,96 +61,240 @@ class Phi:
         return np.where(x > 0, self.slopes[1], self.slopes[0]) * np.ones_like(x)
 
 
-def _ds(x):
-    return expit(x) * expit(-x)
-
-
-def _dds(x):
-    return -_ds(x) * np.tanh(x / 2)
-
-
-def _sech2(x):
-    e = np.exp(-2.0 * np.abs(x))
-    return 4.0 * e / (1.0 + e) ** 2
-
-
 def gauss_pdf(x: np.ndarray) -> np.ndarray:
     """Standard normal density."""
     return np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
 
 
-def _zero(x):
-    return np.zeros_like(x, dtype=float)
-
-
-def _one(x):
-    return np.ones_like(x, dtype=float)
-
-
-_RS = 2.0 / np.sqrt(np.pi)
-_LEAK = 0.01  # jax.nn.leaky_relu's default negative slope
-_RELU_LIKE = (0.0, 1.0)
-
-PHIS: dict[str, Phi] = {
-    "sigmoid": Phi(expit, _ds, _dds),
-    "centred_sigmoid": Phi(lambda x: 0.5 * np.tanh(x / 2), _ds, _dds),
-    "tanh": Phi(np.tanh, _sech2, lambda x: -2.0 * np.tanh(x) * _sech2(x)),
-    "relu": Phi(lambda x: np.maximum(x, 0.0), lambda x: (x > 0) * 1.0, _zero, (0.0,), _RELU_LIKE),
-    "leaky_relu": Phi(
-        lambda x: np.where(x >= 0, x, _LEAK * x),
-        lambda x: np.where(x >= 0, 1.0, _LEAK),
-        _zero,
-        (0.0,),
-        (_LEAK, 1.0),
-    ),
-    "elu": Phi(
-        lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
-        lambda x: np.where(x > 0, 1.0, np.exp(np.minimum(x, 0.0))),
-        lambda x: np.where(x > 0, 0.0, np.exp(np.minimum(x, 0.0))),
-        (0.0,),
-        _RELU_LIKE,
-    ),
-    "softplus": Phi(lambda x: np.logaddexp(0.0, x), expit, _ds, (), _RELU_LIKE),
-    "softsign": Phi(
-        lambda x: x / (1 + np.abs(x)),
-        lambda x: 1 / (1 + np.abs(x)) ** 2,
-        lambda x: -2 * np.sign(x) / (1 + np.abs(x)) ** 3,
-        (0.0,),
-    ),
-    "erf": Phi(erf, lambda x: _RS * np.exp(-x * x), lambda x: -2 * x * _RS * np.exp(-x * x)),
-    "hard_sigmoid": Phi(
-        lambda x: np.clip((x + 3) / 6, 0.0, 1.0),
-        lambda x: (np.abs(x) < 3) / 6.0,
-        _zero,
-        (-3.0, 3.0),
-    ),
-    "hard_tanh": Phi(
-        lambda x: np.clip(x, -1.0, 1.0), lambda x: (np.abs(x) < 1) * 1.0, _zero, (-1.0, 1.0)
-    ),
-    "silu": Phi(
-        lambda x: x * expit(x),
-        lambda x: expit(x) + x * _ds(x),
-        lambda x: _ds(x) * (2 - x * np.tanh(x / 2)),
-        (),
-        _RELU_LIKE,
-    ),
-    "gelu": Phi(
-        lambda x: x * ndtr(x),
-        lambda x: ndtr(x) + x * gauss_pdf(x),
-        lambda x: gauss_pdf(x) * (2 - x * x),
-        (),
-        _RELU_LIKE,
-    ),
-    "identity": Phi(lambda x: x * 1.0, _one, _zero, (), (1.0, 1.0)),
-}
-
-
 def phi(activation: str) -> Phi:
-    """The float64 φ, φ', φ'' of a registry name or alias; UserError for an unknown name."""
-    key = ALIASES.get(activation, activation)
-    if key not in PHIS:
-        raise UserError(f"unknown activation {activation!r}; choose from {', '.join(sorted(PHIS))}")
-    return PHIS[key]
+    """The float64 φ, φ', φ'' of a registered name or alias; UserError for an unknown name."""
+    act = activations.get(activation)
+    p = _PHIS.get(act.token)
+    if p is None:
+        p = _PHIS[act.token] = derive(act)
+    return p
+
+
+_PHIS: dict[str, Phi] = {}  # activation token -> its derived Phi
+
+
+def derive(act: activations.Activation) -> Phi:
+    """φ, φ', φ'' (float64 programs from JAX autodiff), kinks and asymptotic slopes of act."""
+    f, d1, d2 = _float64_programs(act.fn)
+    return Phi(f, d1, d2, act.kinks, _slopes(f, d1))
+
+
+def _slopes(f: Fn, d1: Fn) -> tuple[float, float]:
+    """(a₋, a₊) = φ'(∓2⁴⁰) when φ' has settled there (it agrees with φ'(∓2³⁰)); else φ(x)/x at
+    ∓2⁴⁰ when that has settled; else 0 (φ has no linear asymptote on that side). |a| < 1e-12
+    counts as 0 (softsign's φ'(2⁴⁰) ≈ 1e-24)."""
+    out = []
+    for s in (-1.0, 1.0):
+        x = s * np.array([2.0**30, 2.0**40])
+        a, r = d1(x), f(x) / x
+        if np.all(np.isfinite(a)) and abs(a[1] - a[0]) <= 1e-9 * max(1.0, abs(a[1])):
+            v = a[1]
+        elif np.all(np.isfinite(r)) and abs(r[1] - r[0]) <= 1e-6 * max(1.0, abs(r[1])):
+            v = r[1]
+        else:
+            v = 0.0
+        out.append(0.0 if abs(v) < 1e-12 else float(v))
+    return out[0], out[1]
+
+
+# ----------------------------------------------------------------------------- float64 programs
+
+
+def _float64_programs(fn: Callable) -> tuple[Fn, Fn, Fn]:
+    """numpy callables for φ, φ', φ'' in float64 (any input shape, output of that shape).
+
+    One trace of the doubly differentiated φ at a float64 scalar (φ is elementwise, checked at
+    registration, so its scalar program serves every shape), split into three programs.
+    """
+
+    def with_slope(u):
+        return jax.jvp(fn, (u,), (jnp.ones_like(u),))  # (φ, φ')
+
+    def all3(z):
+        (f, d1), (_, d2) = jax.jvp(with_slope, (z,), (jnp.ones_like(z),))
+        return f, d1, d2
+
+    with jax.enable_x64(True):
+        closed = jax.make_jaxpr(all3)(jax.ShapeDtypeStruct((), jnp.float64))
+    try:
+        steps, outs, init = _flatten(closed)
+    except _NotInNumpy:
+        return tuple(_xla_program(all3, k) for k in range(3))
+    return tuple(_numpy_program(steps, o, init) for o in outs)
+
+
+_UNARY = {
+    "neg": np.negative, "abs": np.abs, "sign": np.sign, "floor": np.floor, "ceil": np.ceil,
+    "exp": np.exp, "exp2": np.exp2, "log": np.log, "log1p": np.log1p, "expm1": np.expm1,
+    "sqrt": np.sqrt, "rsqrt": lambda x: 1.0 / np.sqrt(x), "cbrt": np.cbrt, "square": np.square,
+    "tanh": np.tanh, "logistic": special.expit, "sin": np.sin, "cos": np.cos, "tan": np.tan,
+    "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "sinh": np.sinh, "cosh": np.cosh,
+    "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh, "erf": special.erf,
+    "erfc": special.erfc, "erf_inv": special.erfinv, "lgamma": special.gammaln,
+    "digamma": special.digamma, "is_finite": np.isfinite, "not": np.invert,
+    # on scalars (every value here is one) these only pass their operand on
+    "copy": None, "copy_p": None, "broadcast_in_dim": None, "reshape": None, "squeeze": None,
+}  # fmt: skip
+_BINARY = {
+    "add": np.add, "add_any": np.add, "sub": np.subtract, "mul": np.multiply,
+    "div": np.divide, "rem": np.fmod, "pow": np.power, "max": np.maximum, "min": np.minimum,
+    "atan2": np.arctan2, "nextafter": np.nextafter, "eq": np.equal, "ne": np.not_equal,
+    "lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
+    "and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor,
+}  # fmt: skip
+_CALLS = ("jaxpr", "call_jaxpr", "fun_jaxpr")  # params holding the body of a call primitive
+
+
+class _NotInNumpy(Exception):
+    """An equation the numpy tables do not cover (the program then runs through XLA)."""
+
+
+def _op(eqn) -> Callable:
+    """The numpy function of one (non-call) equation on scalars of float or bool dtype."""
+    name, prm = eqn.primitive.name, eqn.params
+    for v in eqn.outvars:
+        dt = getattr(v.aval, "dtype", None)
+        floaty = dt is not None and (jnp.issubdtype(dt, jnp.floating) or dt == jnp.bool_)
+        if getattr(v.aval, "shape", None) != () or not floaty:
+            raise _NotInNumpy(name)
+    if name in _UNARY:
+        return _UNARY[name] or np.array  # a pass-on still gives a fresh array
+    if name in _BINARY:
+        return _BINARY[name]
+    if name == "integer_pow":
+        y = int(prm["y"])
+        return lambda a: np.power(a, y)
+    if name == "convert_element_type":
+        dt = np.dtype(prm["new_dtype"])
+        return lambda a: np.asarray(a).astype(dt)
+    if name == "select_n":  # select_n(which, *cases) = cases[which]
+        return lambda w, *c: np.where(w, c[1], c[0]) if len(c) == 2 else np.choose(w, c)
+    if name == "clamp":  # clamp(lo, x, hi)
+        return lambda lo, a, hi: np.minimum(np.maximum(a, lo), hi)
+    raise _NotInNumpy(name)
+
+
+def _flatten(closed: ClosedJaxpr) -> tuple[list, list[int], list]:
+    """(steps, output slots, initial slot values) of the jaxpr with every call inlined.
+
+    A step is (numpy function, input slots, output slot); slot 0 holds the input x.
+    """
+    init: list = [None]
+    steps: list = []
+
+    def const(v) -> int:
+        init.append(np.asarray(v, dtype=getattr(v, "dtype", None)))
+        return len(init) - 1
+
+    def emit(jaxpr: Jaxpr, consts, ins: list[int]) -> list[int]:
+        env = {v: const(c) for v, c in zip(jaxpr.constvars, consts, strict=True)}
+        env.update(zip(jaxpr.invars, ins, strict=True))
+
+        def read(v) -> int:
+            return const(np.asarray(v.val, v.aval.dtype)) if isinstance(v, Literal) else env[v]
+
+        for e in jaxpr.eqns:
+            args = [read(v) for v in e.invars]
+            body = next((e.params[k] for k in _CALLS if k in e.params), None)
+            if isinstance(body, ClosedJaxpr):
+                outs = emit(body.jaxpr, body.consts, args)
+            elif isinstance(body, Jaxpr):
+                outs = emit(body, [], args)
+            else:
+                init.append(None)
+                steps.append((_op(e), args, len(init) - 1))
+                outs = [len(init) - 1]
+            env.update(zip(e.outvars, outs, strict=True))
+        return [read(v) for v in jaxpr.outvars]
+
+    outs = emit(closed.jaxpr, closed.consts, [0])
+    return steps, outs, init
+
+
+def _numpy_program(steps: list, out: int, init: list) -> Fn:
+    """The steps that slot `out` depends on, as one straight-line numpy function of x.
+
+    The function is generated as source (one line per step), so that a call on a scalar costs
+    little more than its ufuncs. Floating-point warnings are silenced (XLA's semantics: overflow
+    to inf, nan, silently) only where a probe over the whole float64 range raises one: the
+    context that silences them costs more than a short program itself.
+    """
+    need, kept = {out}, []
+    for step in reversed(steps):
+        if step[2] in need:
+            kept.append(step)
+            need.update(step[1])
+    kept.reverse()
+    on_x = {0}  # slots that depend on x, hence have x's shape
+    for _, args, dst in kept:
+        if on_x.intersection(args):
+            on_x.add(dst)
+    ns: dict = {"asarray": np.asarray, "array": np.array, "broadcast_to": np.broadcast_to}
+    ns.update({f"c{i}": v for i, v in enumerate(init) if i and v is not None})
+
+    def var(i: int) -> str:
+        return "x" if i == 0 else f"c{i}" if init[i] is not None else f"v{i}"
+
+    body = []
+    for k, (fn, args, dst) in enumerate(kept):
+        ns[f"f{k}"] = fn
+        body.append(f"v{dst} = f{k}({', '.join(var(i) for i in args)})")
+    y = var(out)
+    if out in on_x and out != 0:
+        ret = f"return asarray({y}, float)"
+    else:  # x itself or a constant: a fresh array of x's shape
+        ret = f"return array(broadcast_to({y}, x.shape), dtype=float)"
+
+    def build(quiet: bool) -> Fn:
+        lines = ["def run(x):", "    x = asarray(x, float)"]
+        if quiet:
+            lines.append("    with errstate(all='ignore'):")
+        lines += [("        " if quiet else "    ") + b for b in body or ["pass"]]
+        space: dict = {}
+        exec("\n".join([*lines, f"    {ret}"]), {**ns, "errstate": np.errstate}, space)
+        return space["run"]
+
+    loud = build(False)
+    try:
+        with np.errstate(all="raise"):
+            loud(_PROBE)
+    except FloatingPointError:
+        return build(True)
+    return loud
+
+
+_PROBE = np.concatenate(
+    [np.linspace(-50.0, 50.0, 2001), *(s * np.geomspace(1e-300, 1e300, 601) for s in (-1, 1))]
+)
+
+
+_CHUNK = 2**16  # XLA runs inputs padded to a power of two up to this many elements, then chunks
+
+
+def _xla_program(all3: Callable, k: int) -> Fn:
+    """Output k of all3 run by XLA in float64, on inputs padded to a few fixed sizes."""
+    with jax.enable_x64(True):
+        jg = jax.jit(lambda z: all3(z)[k])
+
+    def run(x):
+        x = np.asarray(x, float)
+        flat, n = x.ravel(), x.size
+        size = min(_CHUNK, max(256, 1 << max(n - 1, 0).bit_length()))
+        out = np.empty(n)
+        with jax.enable_x64(True):
+            for i in range(0, n, size):
+                part = np.zeros(size)
+                m = min(size, n - i)
+                part[:m] = flat[i : i + m]
+                out[i : i + m] = np.asarray(jg(part), float)[:m]
+        return out.reshape(x.shape)
+
+    return run
 
 
 # ----------------------------------------------------------------------------- quadrature

@@ -36,6 +36,7 @@ RECORDS = ("all", "gradients", "loss")  # train.record: everything / loss + grad
 PRECISIONS = ("float32", "bf16")
 HPARAMS = tuple(k.split(".")[-1] for k in DYNAMIC_KEYS if k != "seed")
 Hparams = dict  # name in HPARAMS -> float32 scalar (traced)
+SEED_LIMIT = 2**32  # seeds are drawn into 32-bit keys
 
 
 @flax.struct.dataclass
@@ -80,9 +81,9 @@ def check_config(cfg: Config) -> None:
     activations.get(cfg.model.head_activation)
     initializers.canonical(cfg.init.scheme)
     losses.get(cfg.train.loss)
-    if cfg.optim.name not in optim.NAMES:
+    if cfg.optim.name not in optim.names():
         raise UserError(
-            f"unknown optimizer {cfg.optim.name!r}; choose from {', '.join(optim.NAMES)}"
+            f"unknown optimizer {cfg.optim.name!r}; choose from {', '.join(optim.names())}"
         )
     if cfg.data.name not in data_lib.DATASETS:
         raise UserError(
@@ -91,9 +92,16 @@ def check_config(cfg: Config) -> None:
     for key, value, choices in (
         ("train.record", cfg.train.record, RECORDS),
         ("train.precision", cfg.train.precision, PRECISIONS),
+        ("optim.schedule", cfg.optim.schedule, optim.SCHEDULES),
     ):
         if value not in choices:
             raise UserError(f"unknown {key} {value!r}; choose from {', '.join(choices)}")
+    if cfg.optim.schedule == "constant" and cfg.optim.warmup > 0:
+        # The constant schedule is the unscheduled program: it has no warmup to apply.
+        raise UserError(
+            f"optim.warmup={cfg.optim.warmup:g} needs a schedule; optim.schedule=constant has "
+            f"no warmup (choose one of {', '.join(optim.SCHEDULES[1:])})"
+        )
     if not cfg.train.diverge_factor > 1:
         raise UserError(f"train.diverge_factor must exceed 1, got {cfg.train.diverge_factor}")
     positive = {
@@ -115,6 +123,45 @@ def check_config(cfg: Config) -> None:
     for key, v in nonneg.items():
         if v < 0:
             raise UserError(f"{key} must be non-negative, got {v}")
+    if cfg.model.out_dim is not None and cfg.model.out_dim <= 0:
+        raise UserError(
+            f"model.out_dim must be positive, or none to take it from the data; "
+            f"got {cfg.model.out_dim}"
+        )
+    # Loss, targets and output width must agree: otherwise a loss broadcasts (B, k) against
+    # (B,) or (B, m) silently, or a label without a logit makes every loss NaN.
+    classes, loss, out = data_lib.n_classes(cfg.data), cfg.train.loss, cfg.model.out_dim
+    task = f"data.name={cfg.data.name}"
+    if classes and loss == "mse":
+        raise UserError(
+            f"train.loss=mse needs real-valued targets, but {task} has {classes} class labels; "
+            "use train.loss=softmax_ce"
+        )
+    if not classes and loss == "softmax_ce":
+        raise UserError(
+            f"train.loss=softmax_ce needs class labels, but {task} has real-valued targets; "
+            "use train.loss=mse or a classification task"
+        )
+    if classes and loss == "sigmoid_bce" and (classes != 2 or out != 1):
+        raise UserError(
+            f"train.loss=sigmoid_bce on class labels needs 2 classes and model.out_dim=1, but "
+            f"{task} has {classes} classes and model.out_dim={out or 'none'}; use softmax_ce"
+        )
+    if classes and loss == "softmax_ce" and out is not None and out < classes:
+        raise UserError(
+            f"model.out_dim={out} gives fewer logits than the {classes} classes of {task}; "
+            "set model.out_dim=none to take it from the data"
+        )
+    if not classes and out is not None and out != cfg.data.out_dim:
+        raise UserError(
+            f"model.out_dim={out} must equal data.out_dim={cfg.data.out_dim}, the targets of "
+            f"{task}; set model.out_dim=none to take it from the data"
+        )
+    seed = cfg.data.seed
+    integer = isinstance(seed, int | np.integer) and not isinstance(seed, bool)
+    if not (integer and 0 <= seed < SEED_LIMIT):
+        # NumPy's generators and MNIST-1D take a seed of 32 bits at most
+        raise UserError(f"data.seed must be an integer in 0..2**32-1, got {seed!r}")
     if cfg.train.steps % cfg.train.log_every:
         raise UserError(
             f"train.steps ({cfg.train.steps}) must be a multiple of "
@@ -133,6 +180,8 @@ def check_hparams(values: dict[str, Any]) -> None:
         "eps": (0, True),
         "decay": (0, True),
         "weight_decay": (0, True),
+        "clip": (0, True),
+        "warmup": (0, True),
         "sigma_w2": (0, True),
         "sigma_b2": (0, True),
         "seed": (0, True),
@@ -146,8 +195,12 @@ def check_hparams(values: dict[str, Any]) -> None:
         if np.any(bad):
             what = "non-negative" if inclusive else "positive"
             raise UserError(f"{name} must be {what}, got {arr[bad].flat[0]:g}")
-        if name in ("momentum", "b1", "b2", "decay") and np.any(arr >= 1):
+        if name in ("momentum", "b1", "b2", "decay", "warmup") and np.any(arr >= 1):
             raise UserError(f"{name} must be below 1, got {arr[arr >= 1].flat[0]:g}")
+        if name == "seed" and np.any((arr >= SEED_LIMIT) | (arr != np.floor(arr))):
+            bad = arr[(arr >= SEED_LIMIT) | (arr != np.floor(arr))].flat[0]
+            # a key holds 32 bits of seed: 2**32 would train exactly like 0
+            raise UserError(f"seed must be an integer below 2**32 = {SEED_LIMIT}, got {bad:.0f}")
 
 
 @dataclass(frozen=True)
@@ -160,6 +213,9 @@ class Program:
     cfg: Config
     in_dim: int
     out_dim: int
+    # content hash of the config's activation functions (activations.fingerprint): the config
+    # holds only their names, and a compiled program must not outlive a re-registered function
+    fn_token: str = ""
 
     @property
     def model(self) -> models.MLP:
@@ -179,7 +235,9 @@ class Program:
         return self.cfg.train.steps // self.cfg.train.log_every + 1
 
     def optimizer(self, hp: Hparams) -> optax.GradientTransformation:
-        return optim.make(self.cfg.optim.name, hp)
+        """clip → optimizer → schedule over train.steps (the step count lives in its state)."""
+        o = self.cfg.optim
+        return optim.make(o.name, hp, schedule=o.schedule, steps=self.cfg.train.steps)
 
     def init(self, hp: Hparams, key: jax.Array) -> TrainState:
         params = models.init_params(
@@ -290,7 +348,8 @@ def mask(tree, alive: jax.Array):
 def program(cfg: Config, data: data_lib.Data) -> Program:
     check_config(cfg)
     out_dim = cfg.model.out_dim or data.out_dim
-    return Program(cfg=cfg, in_dim=data.in_dim, out_dim=out_dim)
+    fn_token = activations.fingerprint((cfg.model.activation, cfg.model.head_activation))
+    return Program(cfg=cfg, in_dim=data.in_dim, out_dim=out_dim, fn_token=fn_token)
 
 
 def make_train(

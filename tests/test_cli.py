@@ -289,6 +289,7 @@ def existing(tmp_path):
     (path / "config.json").write_text('{"study": "sigmoid_convergence"}\n')
     (path / "figures" / "convergence.png").write_bytes(b"\x89PNG previous figure")
     (path / ".notes").write_text("mine\n")
+    rundir.write_marker(path, STUDY)
     return SimpleNamespace(path=path, root=tmp_path, before=_snapshot(tmp_path))
 
 

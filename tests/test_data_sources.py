@@ -439,6 +439,43 @@ def test_idx_label_out_of_range(tmp_path):
     assert "0..9" in assert_one_line(err)
 
 
+@pytest.mark.parametrize("part", ["x_train", "x_test"])
+def test_idx_zero_images(tmp_path, part):
+    raw = raw_mnist()
+    labels = "y" + part[1:]
+    raw[part], raw[labels] = raw[part][:0], raw[labels][:0]  # a valid IDX file of 0 images
+    paths = write_idx_dir(tmp_path, raw, gz=True)
+    with pytest.raises(UserError) as err:
+        ds.local("mnist", tmp_path)
+    msg = assert_one_line(err)
+    assert msg.startswith(f"{paths[part]} holds no images (shape (0, 28, 28))")
+
+
+def test_idx_directory_in_place_of_a_file(tmp_path):
+    paths = write_idx_dir(tmp_path, raw_mnist(), gz=False)
+    paths["x_test"].unlink()
+    paths["x_test"].mkdir()
+    with pytest.raises(UserError) as err:
+        ds.local("mnist", tmp_path)
+    assert assert_one_line(err) == f"IDX file {paths['x_test']} is a directory, not a file"
+
+
+def test_data_location_is_a_file(tmp_path, monkeypatch):
+    (tmp_path / "mnist").write_text("not a directory")
+    monkeypatch.setenv("SIGJAX_DATA_DIR", str(tmp_path))
+    with pytest.raises(UserError) as err:
+        ds.local("mnist")
+    msg = assert_one_line(err)
+    assert str(tmp_path / "mnist") in msg and "is a file, not a directory" in msg
+
+
+def test_npz_path_is_a_directory(tmp_path):
+    (tmp_path / "cifar10.npz").mkdir()
+    with pytest.raises(UserError) as err:
+        ds.local("cifar10", tmp_path / "cifar10.npz")
+    assert "is not a file" in assert_one_line(err)
+
+
 def test_idx_some_files_missing(tmp_path):
     paths = write_idx_dir(tmp_path, raw_mnist(), gz=True)
     paths["y_test"].unlink()
@@ -516,8 +553,9 @@ def test_npz_cifar10(tmp_path):
         (lambda r: r.update(x_test=r["x_test"].astype(np.int32)), "uint8"),
         (lambda r: r.update(x_test=r["x_test"].astype(np.float32)), "[0, 1]"),
         (lambda r: r.update(y_test=r["y_test"].astype(np.float32)), "integers"),
+        (lambda r: r.update(x_train=r["x_train"][:0], y_train=r["y_train"][:0]), "no images"),
     ],
-    ids=["missing-key", "shape", "count", "int32-pixels", "float-255", "float-labels"],
+    ids=["missing-key", "shape", "count", "int32-pixels", "float-255", "float-labels", "empty"],
 )
 def test_npz_invalid(tmp_path, edit, phrase):
     rng = np.random.default_rng(0)

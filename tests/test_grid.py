@@ -59,5 +59,7 @@ def test_zipped_axis_equals_the_diagonal_of_the_product():
 
 
 def test_zip_lengths_must_match():
-    with pytest.raises(UserError, match="same number of values"):
+    with pytest.raises(
+        UserError, match="same number of values: model.depth has 2, model.width has 1"
+    ):
         grid.parse_zip(["model.depth=1,2", "model.width=8"])
