@@ -37,6 +37,7 @@ import numpy as np
 import threadpoolctl
 import xarray as xr
 
+from experiments import _extra
 from sigjax import (
     activations,
     analysis,
@@ -344,6 +345,9 @@ def _steps_view(ds: xr.Dataset) -> xr.Dataset:
     return view
 
 
+TRAIN_DIMS = ("activation", "scheme", "depth")  # the training part's own layout
+
+
 def training_table(ds: xr.Dataset, thr: float) -> xr.Dataset:
     view = _steps_view(ds)
     best = analysis.best_lr(view, thr)
@@ -387,10 +391,12 @@ def report(ds: xr.Dataset, out: Path) -> dict:
     tt.drop_vars("lr", errors="ignore").to_dataframe().reset_index().to_csv(
         out / "training.csv", index=False
     )
-    (out / "table.md").write_text(_markdown(ds, sp, tt, thr, cfg))
+    extra = _extra.extra_dims(tt.median_steps, TRAIN_DIMS)  # a user's added grid dims
+    settings, note = _extra.figure_settings(tt, extra, loop=["activation"])
+    (out / "table.md").write_text(_markdown(ds, sp, tt, thr, cfg, note))
     _fig_spectra(ds, out)
     _fig_spread(ds, sp, out)
-    _fig_training(ds, tt, thr, out)
+    _fig_training(ds, tt, thr, out, settings, note)
     deepest = int(ds.spec_depth.max())
     fmt = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
     head = {
@@ -418,19 +424,22 @@ def report(ds: xr.Dataset, out: Path) -> dict:
         },
         "loss_threshold": thr,
         "median_steps_to_threshold": {
-            f"{a}/{s}/depth{int(d)}": fmt(tt.median_steps.sel(activation=a, scheme=s, depth=d))
-            for a in tt.activation.values.tolist()
-            for s in tt.scheme.values.tolist()
-            for d in tt.depth.values.tolist()
+            "/".join(
+                [f"{c['activation']}/{c['scheme']}/depth{int(c['depth'])}"]
+                + [f"{d}={_extra.value(c[d])}" for d in extra]
+            ): fmt(float(tt.median_steps.sel(c)))
+            for c in _extra.combos(tt, [*TRAIN_DIMS, *extra])
         }
-        if "activation" in tt.dims and "depth" in tt.dims
+        if all(d in tt.dims for d in TRAIN_DIMS)
         else {},
     }
+    if note:
+        head["figure_note"] = note
     (out / "headline.json").write_text(json.dumps(head, indent=2) + "\n")
     return head
 
 
-def _markdown(ds, sp, tt, thr, cfg) -> str:
+def _markdown(ds, sp, tt, thr, cfg, note: str = "") -> str:
     depths = ds.spec_depth.values.tolist()
     show = [d for d in depths if d in (depths[0], 8, 32, depths[-1])]
     lines = [
@@ -475,6 +484,8 @@ def _markdown(ds, sp, tt, thr, cfg) -> str:
             f"| {keys} | {r.best_lr:.3g} | {fmt(r.median_steps)} [{fmt(r.q25_steps)}, "
             f"{fmt(r.q75_steps)}] | {r.reached:.0%} |"
         )
+    if note:
+        lines += ["", f"Note: {note}."]
     return "\n".join(lines) + "\n"
 
 
@@ -551,17 +562,20 @@ def _fig_spread(ds, sp, out):
     plotting.save(fig, out, "spread")
 
 
-def _fig_training(ds, tt, thr, out):
-    acts = tt.activation.values.tolist() if "activation" in tt.dims else [None]
-    fig, axes = plotting.subplots(2, len(acts), size=(4.0, 3.0))
+def _fig_training(ds, tt, thr, out, settings=None, note: str = "") -> None:
+    """Steps to threshold vs depth (top) and the deepest nets' loss (bottom), a column per
+    activation and extra setting (`settings`: dicts to select with; default every activation)."""
+    if settings is None:
+        settings = _extra.combos(tt, ["activation"] if "activation" in tt.dims else [])
+    fig, axes = plotting.subplots(2, len(settings), size=(4.0, 3.0))
     view = _steps_view(ds)
-    for j, a in enumerate(acts):
-        one = tt.sel(activation=a) if a is not None else tt
-        vone = view.sel(activation=a) if a is not None else view
+    for j, setting in enumerate(settings):
+        one = tt.sel(setting)
+        vone = view.sel(setting)
         ax = axes[0, j]
         top = float(ds.step.values[-1]) * 1.3
-        for i, s in enumerate(one.scheme.values.tolist()):
-            r = one.sel(scheme=s)
+        for i, sc in enumerate(one.scheme.values.tolist()):
+            r = one.sel(scheme=sc)
             d = r.depth.values
             med, lo, hi = (
                 plotting.finite_or(r[k], top) for k in ("median_steps", "q25_steps", "q75_steps")
@@ -574,12 +588,13 @@ def _fig_training(ds, tt, thr, out):
                 fmt="o-",
                 color=f"C{i}",
                 capsize=3,
-                label=s,
+                label=sc,
             )
             miss = ~np.isfinite(r.median_steps.values)
             if miss.any():
                 ax.plot(d[miss] * shift, [top] * int(miss.sum()), "x", color=f"C{i}", ms=9)
-        ax.set(xscale="log", yscale="log", xlabel="depth", title=f"{a}")
+        title = _extra.label(setting).removeprefix("activation=") or "all"
+        ax.set(xscale="log", yscale="log", xlabel="depth", title=title)
         _log_ticks(ax, one.depth.values)
         ax.set_ylabel(f"steps to training loss ≤ {thr}\n(median, IQR over seeds)")
         if not np.isfinite(one.median_steps.values).all():
@@ -587,18 +602,20 @@ def _fig_training(ds, tt, thr, out):
             ax.text(0.02, 0.95, msg, fontsize=7, transform=ax.transAxes, va="top")
         deepest = vone.depth.values.max()
         ax2 = axes[1, j]
-        for i, s in enumerate(one.scheme.values.tolist()):
-            lr = float(one.best_lr.sel(scheme=s, depth=deepest))
+        for i, sc in enumerate(one.scheme.values.tolist()):
+            lr = float(one.best_lr.sel(scheme=sc, depth=deepest))
             plotting.band(
                 ax2,
-                vone.loss.sel(scheme=s, depth=deepest, lr=lr),
+                vone.loss.sel(scheme=sc, depth=deepest, lr=lr),
                 color=f"C{i}",
-                label=f"{s} (lr {lr:.2g})",
+                label=f"{sc} (lr {lr:.2g})",
             )
         ax2.axhline(thr, color="k", lw=0.8, ls=":")
         ax2.set(xlabel="step", ylabel=f"training loss, depth {deepest}\n(median, 10-90 %)")
         ax2.legend(fontsize=7)
         axes[0, j].legend(fontsize=7, loc="lower right")
+    if note:
+        fig.suptitle(note, fontsize=10)
     fig.tight_layout()
     plotting.save(fig, out, "training")
 

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from experiments import _extra
 from sigjax import (
     activations,
     config,
@@ -299,7 +300,28 @@ def _settings(ds: xr.Dataset) -> list[dict]:
 
 
 def _label(setting: dict) -> str:
-    return ", ".join(f"{v}" if k == "name" else f"{k} {v}" for k, v in setting.items())
+    return ", ".join(
+        f"{v}" if k == "name" else f"{k} {_extra.value(v)}" for k, v in setting.items()
+    )
+
+
+OWN_SETTINGS = ("name", "depth")  # the paper's own columns: every figure repeats them
+
+
+def _figure_settings(ds: xr.Dataset) -> tuple[list[dict], str]:
+    """The settings the per-setting figures draw: every dataset (and depth) times every
+    setting of a user's other grid dims when there are few, else their first values; and a
+    note saying what is left out ('' when nothing)."""
+    dims = list(_settings(ds)[0])
+    own = [d for d in dims if d in OWN_SETTINGS]
+    extra = [d for d in dims if d not in own]
+    return _extra.figure_settings(ds.final_test_error, extra, loop=own)
+
+
+def _first_note(ds: xr.Dataset) -> str:
+    """What a figure drawn at the first setting alone leaves out ('' when there is one)."""
+    n = len(_settings(ds))
+    return f" (the first of {n} settings; table.md has them all)" if n > 1 else ""
 
 
 def table(ds: xr.Dataset) -> list[dict]:
@@ -378,7 +400,8 @@ def report(ds: xr.Dataset, out: Path) -> dict:
     import pandas as pd
 
     pd.DataFrame(rows).to_csv(out / "table.csv", index=False)
-    (out / "table.md").write_text(_markdown(rows, ds))
+    note = _figure_settings(ds)[1]
+    (out / "table.md").write_text(_markdown(rows, ds) + (f"\nNote: {note}.\n" if note else ""))
     ratios = gradient_ratios(ds)
     _fig_activations(ds, out)
     _fig_distributions(ds, out)
@@ -416,6 +439,9 @@ def report(ds: xr.Dataset, out: Path) -> dict:
                 "step_of_min": int(m.idxmin("step")),
                 "final": float(m.isel(step=-1)),
             }
+    note = _figure_settings(ds)[1]
+    if note:
+        head["figure_note"] = note
     (out / "headline.json").write_text(json.dumps(head, indent=2) + "\n")
     return head
 
@@ -432,7 +458,7 @@ def _hidden(one) -> list[int]:
 
 
 def _fig_activations(ds, out):
-    settings = _settings(ds)
+    settings, note = _figure_settings(ds)
     schemes = ds.scheme.values.tolist()
     acts = ds.activation.values.tolist()
     cols = [(s, sc) for s in settings for sc in schemes]
@@ -470,7 +496,7 @@ def _fig_activations(ds, out):
     axes[0, 0].legend(fontsize=6, loc="lower left")
     fig.suptitle(
         "Activations on 300 fixed test examples during training (best lr, first seed): "
-        "mean (solid), 2nd and 98th percentiles (dotted)",
+        "mean (solid), 2nd and 98th percentiles (dotted)" + (f"\n{note}" if note else ""),
         fontsize=10,
     )
     fig.tight_layout()
@@ -516,7 +542,8 @@ def _fig_distributions(ds, out):
         axes[i, 0].set_ylabel(f"{sc}\ndensity")
     axes[0, 0].legend(fontsize=6)
     fig.suptitle(
-        f"{act}, {_label(s)}: per-layer histograms on 300 test examples (mean over seeds)",
+        f"{act}, {_label(s)}{_first_note(ds)}: per-layer histograms on 300 test examples "
+        "(mean over seeds)",
         fontsize=10,
     )
     fig.tight_layout()
@@ -558,14 +585,15 @@ def _fig_variances(ds, out):
         axes[-1, j].set_xlabel("hidden layer (1 = next to the input)")
     axes[0, 0].legend(fontsize=6)
     fig.suptitle(
-        f"{_label(s)}: per-layer variances (300 test examples, mean over seeds)", fontsize=10
+        f"{_label(s)}{_first_note(ds)}: per-layer variances (300 test examples, mean over seeds)",
+        fontsize=10,
     )
     fig.tight_layout()
     plotting.save(fig, out, "variances")
 
 
 def _fig_val_error(ds, out):
-    settings = _settings(ds)
+    settings, note = _figure_settings(ds)
     best = best_lr(ds)
     fig, axes = plotting.subplots(1, len(settings), size=(4.0, 3.0))
     for j, s in enumerate(settings):
@@ -581,6 +609,8 @@ def _fig_val_error(ds, out):
         ax.set(title=_label(s), xlabel="step", ylabel="validation error (median, 10-90 %)")
         ax.set_ylim(0, 1)
     axes[0, -1].legend(fontsize=7)
+    if note:
+        fig.suptitle(note, fontsize=10)
     fig.tight_layout()
     plotting.save(fig, out, "val_error")
 

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from experiments import _extra
 from sigjax import config, grid, models, plotting, results, theory
 from sigjax.config import Config
 from sigjax.study import Study
@@ -165,6 +166,7 @@ def predicted_correlations(activation, w, b, q, c1: np.ndarray, depth: int) -> n
 
 
 def compute(cfg: Config, axes, progress: bool = False, store=None) -> xr.Dataset:
+    _extra.refuse_other_axes("gradient_propagation", axes, ("model.activation", "seed"))
     acts = grid.values_of(axes, "model.activation", cfg.model.activation)
     seeds = np.asarray(grid.values_of(axes, "seed", cfg.seed), np.int32)
     width, depth = cfg.model.width, cfg.model.depth

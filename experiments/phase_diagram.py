@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from experiments import _extra
 from sigjax import config, grid, plotting, results, theory
 from sigjax import theory_numerics as nm
 from sigjax.config import Config
@@ -44,6 +45,7 @@ TABLE_SIGMA_B2 = {"b0": 0.0, "b005": 0.05, "b05": 0.5}  # critical σ_w² listed
 CHECK_POINTS = 2  # chaotic grid points per activation re-solved with theory.mean_field
 
 CONFIG = config.replace(Config(), {"init.scheme": "gaussian"})
+SWEPT = ("model.activation", "init.sigma_w2", "init.sigma_b2")  # all the theory reads
 GRID = {
     "model.activation": ACTIVATIONS,
     "init.sigma_w2": tuple(float(v) for v in np.logspace(-1, 3, 61)),
@@ -157,6 +159,7 @@ def mean_field_grid(activation: str, sigma_w2, sigma_b2) -> dict[str, np.ndarray
 
 def compute(cfg: Config, axes, progress: bool = False, store=None) -> xr.Dataset:
     """The theory on the grid: dims (activation, sigma_b2, sigma_w2) and the critical line."""
+    _extra.refuse_other_axes("phase_diagram", axes, SWEPT)
     acts = grid.values_of(axes, "model.activation", cfg.model.activation)
     ws = np.asarray(grid.values_of(axes, "init.sigma_w2", cfg.init.sigma_w2), float)
     bs = np.asarray(grid.values_of(axes, "init.sigma_b2", cfg.init.sigma_b2), float)

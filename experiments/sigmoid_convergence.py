@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from experiments import _extra
 from sigjax import analysis, config, plotting, train
 from sigjax import data as data_lib
 from sigjax.config import Config
@@ -123,40 +124,50 @@ GRID = {
 }
 
 
+LOSS_AT = 250  # the table's loss at a fixed step (the largest logged step up to it)
+
+
+def loss_step(ds: xr.Dataset, at: int = LOSS_AT) -> int | None:
+    """The largest logged step <= `at`; None when that is the final step (the table's final
+    loss column then holds the same numbers)."""
+    steps = ds.step.values
+    step = int(steps[steps <= at].max())
+    return None if step == int(steps[-1]) else step
+
+
 def report(ds: xr.Dataset, out: Path) -> dict:
     cfg = config.from_dict(json.loads(ds.attrs["config"]))
     thr = cfg.train.loss_threshold
     best = analysis.best_lr(ds, thr)
+    extra = _extra.extra_dims(best, ("activation", "depth"))  # a user's added grid dims
     steps = analysis.steps_to_threshold(ds, thr)
     at_best = lambda da: analysis.at_best_lr(da, best)  # noqa: E731
     never = 10.0 * cfg.train.steps  # "never reached" ranks after every real step count
     s_best = at_best(steps).fillna(never)
     ratio = analysis.grad_ratio(ds)
-    table = (
-        xr.Dataset(
-            {
-                "best_lr": best,
-                "median_steps": s_best.median("seed"),
-                "q25_steps": s_best.quantile(0.25, "seed").drop_vars("quantile"),
-                "q75_steps": s_best.quantile(0.75, "seed").drop_vars("quantile"),
-                "reached": (s_best < never).mean("seed"),
-                "loss_at_250": at_best(ds.loss.sel(step=250, method="nearest", drop=True)).median(
-                    "seed"
-                ),
-                "final_loss": at_best(analysis.final_loss(ds)).median("seed"),
-                "grad_ratio_init": at_best(ratio.isel(step=0, drop=True)).median("seed"),
-                "grad_ratio_final": at_best(ratio.isel(step=-1, drop=True)).median("seed"),
-                "stable_lr_max": analysis.divergence_boundary(ds),
-            }
-        )
-        .to_dataframe()
-        .reset_index()
-    )
+    at = loss_step(ds)
+    cols = {
+        "best_lr": best,
+        "median_steps": s_best.median("seed"),
+        "q25_steps": s_best.quantile(0.25, "seed").drop_vars("quantile"),
+        "q75_steps": s_best.quantile(0.75, "seed").drop_vars("quantile"),
+        "reached": (s_best < never).mean("seed"),
+    }
+    if at is not None:
+        cols[f"loss_at_{at}"] = at_best(ds.loss.sel(step=at, drop=True)).median("seed")
+    cols |= {
+        "final_loss": at_best(analysis.final_loss(ds)).median("seed"),
+        "grad_ratio_init": at_best(ratio.isel(step=0, drop=True)).median("seed"),
+        "grad_ratio_final": at_best(ratio.isel(step=-1, drop=True)).median("seed"),
+        "stable_lr_max": analysis.divergence_boundary(ds),
+    }
+    table = xr.Dataset(cols).transpose("activation", "depth", *extra).to_dataframe().reset_index()
     for col in ("median_steps", "q25_steps", "q75_steps"):
         table[col] = table[col].where(table[col] < never, np.inf)
     table.to_csv(out / "table.csv", index=False)
-    (out / "table.md").write_text(_markdown(table, thr))
-    _figure(ds, best, steps, thr, out)
+    settings, note = _extra.figure_settings(best, extra)
+    (out / "table.md").write_text(_markdown(table, thr, extra, at, note))
+    _figure(ds, best, steps, thr, out, settings, note)
     blog_manual = blog_descent()
     blog_sigjax = blog_engine()
     blog = {
@@ -166,56 +177,80 @@ def report(ds: xr.Dataset, out: Path) -> dict:
         "max_abs_diff_sigjax_vs_manual": float(np.max(np.abs(blog_manual - blog_sigjax))),
     }
     (out / "blog_example.json").write_text(json.dumps(blog, indent=2) + "\n")
-    med = table.set_index(["activation", "depth"])["median_steps"]
-    return {
+    key = lambda r: "/".join(  # noqa: E731
+        [f"{r['activation']}/depth{r['depth']}", *(f"{d}={_extra.value(r[d])}" for d in extra)]
+    )
+    head = {
         "loss_threshold": thr,
         "median_steps_to_threshold": {
-            f"{a}/depth{d}": (None if np.isnan(v) else float(v)) for (a, d), v in med.items()
+            key(r): (None if np.isnan(r["median_steps"]) else float(r["median_steps"]))
+            for r in table.to_dict("records")
         },
         "blog_example": blog,
     }
+    if note:
+        head["figure_note"] = note
+    return head
 
 
-def _markdown(table, thr: float) -> str:
+def _markdown(table, thr: float, extra=(), at: int | None = LOSS_AT, note: str = "") -> str:
+    """The table as Markdown: one row per setting, the extra grid dims after depth; a loss@STEP
+    column where STEP (the step actually shown) is not the final one."""
+    loss_at = [f"loss@{at}"] if at is not None else []
+    head = ["activation", "depth", *extra, "best lr", "median steps [IQR]", "reached", *loss_at]
+    head += ["final loss", "‖∇W₁‖/‖∇W_out‖ init → final", "largest stable lr"]
     lines = [
         f"Steps to reach MSE ≤ {thr} at each setting's best learning rate "
         "(median [IQR] over seeds; '—' = not reached within the run).",
         "",
-        "| activation | depth | best lr | median steps [IQR] | reached | loss@250 | final loss "
-        "| ‖∇W₁‖/‖∇W_out‖ init → final | largest stable lr |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
     ]
     fmt = lambda v: "—" if not np.isfinite(v) else f"{v:.0f}"  # noqa: E731
-    for r in table.itertuples():
-        lines.append(
-            f"| {r.activation} | {r.depth} | {r.best_lr:.3g} | {fmt(r.median_steps)} "
-            f"[{fmt(r.q25_steps)}, {fmt(r.q75_steps)}] | {r.reached:.0%} | {r.loss_at_250:.4f} "
-            f"| {r.final_loss:.4f} | {r.grad_ratio_init:.3g} → {r.grad_ratio_final:.3g} "
-            f"| {r.stable_lr_max:.3g} |"
-        )
+    for r in table.to_dict("records"):
+        cells = [str(r["activation"]), str(r["depth"])]
+        cells += [_extra.value(r[d]) for d in extra]
+        cells += [
+            f"{r['best_lr']:.3g}",
+            f"{fmt(r['median_steps'])} [{fmt(r['q25_steps'])}, {fmt(r['q75_steps'])}]",
+            f"{r['reached']:.0%}",
+        ]
+        cells += [f"{r[f'loss_at_{at}']:.4f}"] if at is not None else []
+        cells += [
+            f"{r['final_loss']:.4f}",
+            f"{r['grad_ratio_init']:.3g} → {r['grad_ratio_final']:.3g}",
+            f"{r['stable_lr_max']:.3g}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if note:
+        lines += ["", f"Note: {note}."]
     return "\n".join(lines) + "\n"
 
 
-def _figure(ds, best, steps, thr, out) -> None:
+def _figure(ds, best, steps, thr, out, settings=({},), note: str = "") -> None:
+    """figures/convergence (a row per depth and extra setting) and figures/grad_norm_layers
+    (the deepest nets, a row per extra setting)."""
     depths = ds.depth.values
-    fig, axes = plotting.subplots(len(depths), 3, size=(4.3, 3.0))
-    for row, depth in enumerate(depths):
-        sub = ds.sel(depth=depth)
+    rows = [(s, d) for s in settings for d in depths]
+    fig, axes = plotting.subplots(len(rows), 3, size=(4.3, 3.0))
+    for row, (setting, depth) in enumerate(rows):
+        sub = ds.sel(setting).sel(depth=depth)
+        b, st = best.sel(setting), steps.sel(setting)
         for i, act in enumerate(ds.activation.values):
             one = sub.sel(activation=act)
-            lr = float(best.sel(activation=act, depth=depth))
+            lr = float(b.sel(activation=act, depth=depth))
             kw = {"color": plotting.color(str(act), i), "label": f"{act} (lr {lr:.2g})"}
             plotting.band(axes[row, 0], one.loss.sel(lr=lr), **kw)
             ratio = analysis.grad_ratio(one.sel(lr=lr))
             plotting.band(axes[row, 1], ratio, **kw)
-            s = steps.sel(activation=act, depth=depth)
+            s = st.sel(activation=act, depth=depth)
             med = plotting.finite_or(s.fillna(np.inf).median("seed"), np.nan)
             axes[row, 2].plot(ds.lr, med, "o-", color=kw["color"], label=str(act))
         never = [
             str(a)
             for a in ds.activation.values
             if not np.isfinite(
-                steps.sel(activation=a, depth=depth).fillna(np.inf).median("seed")
+                st.sel(activation=a, depth=depth).fillna(np.inf).median("seed")
             ).any()
         ]
         if never:
@@ -226,12 +261,13 @@ def _figure(ds, best, steps, thr, out) -> None:
                 fontsize=7,
                 transform=axes[row, 2].transAxes,
             )
+        where = f"depth {depth}" + (f", {_extra.label(setting)}" if setting else "")
         axes[row, 0].axhline(thr, color="k", lw=0.8, ls=":")
-        axes[row, 0].set(yscale="log", ylabel=f"depth {depth}\ntraining MSE")
+        axes[row, 0].set(yscale="log", ylabel=f"{where}\ntraining MSE")
         axes[row, 1].axhline(1.0, color="k", lw=0.8, ls=":")
         axes[row, 1].set(yscale="log", ylabel="‖∇W₁‖ / ‖∇W_out‖")
         axes[row, 2].set(xscale="log", ylabel=f"median steps to MSE ≤ {thr}")
-        if np.any(steps.sel(depth=depth) > 0):  # a log axis needs a positive value
+        if np.any(st.sel(depth=depth) > 0):  # a log axis needs a positive value
             axes[row, 2].set_yscale("log")
         axes[row, 0].legend(fontsize=7)
     axes[0, 0].set_title("loss at best lr (median, 10–90 % of seeds)")
@@ -240,21 +276,32 @@ def _figure(ds, best, steps, thr, out) -> None:
     for ax in axes[-1, :2]:
         ax.set_xlabel("step")
     axes[-1, 2].set_xlabel("learning rate")
+    if note:
+        fig.suptitle(note, fontsize=10)
     fig.tight_layout()
     plotting.save(fig, out, "convergence")
 
-    deep = ds.sel(depth=depths.max())
-    fig, axes = plotting.subplots(1, len(deep.activation), size=(3.6, 3.0), sharey=True)
-    for ax, act in zip(axes[0], deep.activation.values, strict=True):
-        one = deep.sel(activation=act, lr=float(best.sel(activation=act, depth=depths.max())))
-        n = int(one.n_layers.max())
-        cmap = plotting.plt.get_cmap("viridis")
-        for layer in range(1, n + 1):
-            g = one.grad_norm.sel(layer=layer).median("seed")
-            ax.plot(one.step, g, color=cmap((layer - 1) / max(n - 1, 1)), label=f"layer {layer}")
-        ax.set(yscale="log", title=str(act), xlabel="step")
-    axes[0, 0].set_ylabel(f"median ‖∂L/∂W_l‖ (depth {depths.max()})")
+    deepest = depths.max()
+    acts = ds.activation.values
+    fig, axes = plotting.subplots(len(settings), len(acts), size=(3.6, 3.0), sharey=True)
+    cmap = plotting.plt.get_cmap("viridis")
+    for row, setting in enumerate(settings):
+        deep = ds.sel(setting).sel(depth=deepest)
+        for ax, act in zip(axes[row], acts, strict=True):
+            lr = float(best.sel(setting).sel(activation=act, depth=deepest))
+            one = deep.sel(activation=act, lr=lr)
+            n = int(one.n_layers.max())
+            for layer in range(1, n + 1):
+                g = one.grad_norm.sel(layer=layer).median("seed")
+                ax.plot(
+                    one.step, g, color=cmap((layer - 1) / max(n - 1, 1)), label=f"layer {layer}"
+                )
+            title = f"{act}, {_extra.label(setting)}" if setting else str(act)
+            ax.set(yscale="log", title=title, xlabel="step")
+        axes[row, 0].set_ylabel(f"median ‖∂L/∂W_l‖ (depth {deepest})")
     axes[0, -1].legend(fontsize=6)
+    if note:
+        fig.suptitle(note, fontsize=10)
     fig.tight_layout()
     plotting.save(fig, out, "grad_norm_layers")
 

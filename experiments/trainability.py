@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from experiments import phase_diagram
+from experiments import _extra, phase_diagram
 from sigjax import config, plotting, sweep
 from sigjax.config import Config
+from sigjax.errors import UserError
 from sigjax.study import Study
 
 ACTIVATIONS = ("tanh", "sigmoid")
@@ -77,28 +78,30 @@ FULL = (  # one shared σ_w² axis over [0.5, 1000] for both activations
 
 
 class _Shifted:
-    """A checkpoint store seen through a group offset, so several sweeps share one run's store."""
+    """A checkpoint store seen through a group offset, so several sweeps share one run's store.
+
+    The group index is shifted; further arguments (chunk, state, `rows=` …) pass as given."""
 
     def __init__(self, store, offset: int):
         self.store, self.offset = store, offset
 
-    def save_group(self, g, arrays):
-        self.store.save_group(g + self.offset, arrays)
+    def save_group(self, g, *args, **kw):
+        return self.store.save_group(g + self.offset, *args, **kw)
 
-    def load_group(self, g):
-        return self.store.load_group(g + self.offset)
+    def load_group(self, g, *args, **kw):
+        return self.store.load_group(g + self.offset, *args, **kw)
 
-    def save_chunk(self, g, c, arrays):
-        self.store.save_chunk(g + self.offset, c, arrays)
+    def save_chunk(self, g, *args, **kw):
+        return self.store.save_chunk(g + self.offset, *args, **kw)
 
-    def load_chunk(self, g, c):
-        return self.store.load_chunk(g + self.offset, c)
+    def load_chunk(self, g, *args, **kw):
+        return self.store.load_chunk(g + self.offset, *args, **kw)
 
-    def save_state(self, g, c, state, records):
-        self.store.save_state(g + self.offset, c, state, records)
+    def save_state(self, g, *args, **kw):
+        return self.store.save_state(g + self.offset, *args, **kw)
 
-    def load_state(self, g, c, like):
-        return self.store.load_state(g + self.offset, c, like)
+    def load_state(self, g, *args, **kw):
+        return self.store.load_state(g + self.offset, *args, **kw)
 
 
 def _sigma_w2_axes(axes, activation: str) -> tuple:
@@ -110,6 +113,11 @@ def _sigma_w2_axes(axes, activation: str) -> tuple:
 
 def compute(cfg: Config, axes, progress: bool = False, store=None) -> xr.Dataset:
     """One sweep per activation over its own σ_w² axis; concatenated along `activation`."""
+    if any(k == "init.sigma_b2" for a in axes for k in (a.key, *(k for k, _ in a.zipped))):
+        raise UserError(
+            "trainability draws its theory at one σ_b²: fix it with --set init.sigma_b2=VALUE "
+            "(a grid over init.sigma_b2 would be compared with the wrong ξ_c)"
+        )
     from sigjax import data as data_lib
     from sigjax import grid
 
@@ -184,14 +192,25 @@ def _chance(ds: xr.Dataset) -> float:
     return 1.0 / n if n else 0.0
 
 
+MAP_DIMS = ("activation", "depth", "sigma_w2")  # one heat map per activation
+
+
+def extra_dims(acc: xr.DataArray) -> list[str]:
+    """Grid dims beyond a heat map's (a user's `--grid model.width=…`): one map per setting."""
+    return _extra.extra_dims(acc, MAP_DIMS)
+
+
 def agreement(ds: xr.Dataset) -> pd.DataFrame:
-    """Per (activation, depth, σ_w²): accuracy, trainable (above halfway from chance to the
-    activation's best), the theory's call (depth ≤ 6 ξ_c) and whether they agree."""
+    """Per (activation, extra setting, depth, σ_w²): accuracy, trainable (above halfway from
+    chance to the best of that activation and setting), the theory's call (depth ≤ 6 ξ_c) and
+    whether they agree. Extra grid dims come as columns after `activation`."""
     acc = final_accuracy(ds)
+    extra = extra_dims(acc)
     chance = _chance(ds)
     rows = []
-    for act in acc.activation.values:
-        a = acc.sel(activation=act)
+    for setting in _extra.combos(acc, ["activation", *extra]):
+        a = acc.sel(setting)
+        act = setting["activation"]
         best = float(a.max())
         thr = chance + 0.5 * (best - chance)
         for d in a.depth.values:
@@ -202,6 +221,7 @@ def agreement(ds: xr.Dataset) -> pd.DataFrame:
                 xi = float(ds.xi_c.sel(activation=act, sigma_w2=w))
                 rows.append(
                     {
+                        **setting,
                         "activation": str(act),
                         "depth": int(d),
                         "sigma_w2": float(w),
@@ -217,6 +237,15 @@ def agreement(ds: xr.Dataset) -> pd.DataFrame:
     return t
 
 
+def _maps(t: pd.DataFrame, extra: list[str]):
+    """(title, rows) of each heat map: one per activation and extra setting, in table order."""
+    keys = ["activation", *extra]
+    for key, sub in t.groupby(keys, sort=False):
+        setting = dict(zip(keys, key, strict=True))
+        act = setting.pop("activation")
+        yield (f"{act}, {_extra.label(setting)}" if setting else act), sub
+
+
 def _markdown(t: pd.DataFrame, ds: xr.Dataset) -> str:
     cfg = json.loads(ds.attrs["config"])
     lrs = list(ds.lr.values) if "lr" in ds.dims else [cfg["optim"]["lr"]]
@@ -227,7 +256,7 @@ def _markdown(t: pd.DataFrame, ds: xr.Dataset) -> str:
         "`*` = the theory says trainable (depth ≤ 6 ξ_c).",
         "",
     ]
-    for act, sub in t.groupby("activation", sort=False):
+    for act, sub in _maps(t, extra_dims(final_accuracy(ds))):
         piv = sub.pivot(index="depth", columns="sigma_w2", values="test_accuracy")
         star = sub.pivot(index="depth", columns="sigma_w2", values="theory_trainable")
         xi = sub.drop_duplicates("sigma_w2").set_index("sigma_w2").xi_c
@@ -245,15 +274,17 @@ def _markdown(t: pd.DataFrame, ds: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
-def _figure(ds: xr.Dataset, t: pd.DataFrame, out: Path, dpi: int = 100) -> None:
+def _figure(ds: xr.Dataset, t: pd.DataFrame, out: Path, dpi: int = 100, note: str = "") -> None:
+    """A heat map per activation (and per extra setting, or at the first one; see `note`)."""
     acc = final_accuracy(ds)
-    acts = [str(a) for a in acc.activation.values]
+    settings, _ = _extra.figure_settings(acc, extra_dims(acc), loop=["activation"])
     b = json.loads(ds.attrs["config"])["init"]["sigma_b2"]
-    fig, axes = plotting.subplots(1, len(acts), size=(4.6, 3.6))
+    fig, axes = plotting.subplots(1, len(settings), size=(4.6, 3.6))
     chance = _chance(ds)
     mesh = None
-    for ax, act in zip(axes[0], acts, strict=True):
-        a = acc.sel(activation=act).dropna("sigma_w2", how="all")
+    for ax, setting in zip(axes[0], settings, strict=True):
+        act = str(setting["activation"])
+        a = acc.sel(setting).dropna("sigma_w2", how="all")
         w, d = a.sigma_w2.values, a.depth.values
         mesh = ax.pcolormesh(
             w, d, a.values, shading="nearest", cmap="viridis", vmin=chance, vmax=1.0
@@ -264,7 +295,9 @@ def _figure(ds: xr.Dataset, t: pd.DataFrame, out: Path, dpi: int = 100) -> None:
         ax.plot(wf, xi, "w--", lw=1.2, label="ξ_c")
         crit = float(phase_diagram.theory.critical_sigma_w2(act, b))
         ax.axvline(crit, color="r", ls=":", lw=1, label=f"critical σ_w² = {crit:.3g}")
-        sub = t[t.activation == act]
+        sub = t[np.logical_and.reduce([t[k] == v for k, v in setting.items()])]
+        rest = _extra.label({k: v for k, v in setting.items() if k != "activation"})
+        where = f"{act} ({rest})\n" if rest else f"{act}, "
         for r in sub.itertuples():
             ax.text(
                 r.sigma_w2,
@@ -280,7 +313,7 @@ def _figure(ds: xr.Dataset, t: pd.DataFrame, out: Path, dpi: int = 100) -> None:
             yscale="log",
             xlim=(lo, hi),
             ylim=(d.min() / 1.3, d.max() * 1.3),
-            title=f"{act}, σ_b² = {b:g}: agreement {sub.agree.mean():.0%}",
+            title=f"{where}σ_b² = {b:g}: agreement {sub.agree.mean():.0%}",
             xlabel="σ_w²",
             ylabel="depth",
         )
@@ -295,6 +328,8 @@ def _figure(ds: xr.Dataset, t: pd.DataFrame, out: Path, dpi: int = 100) -> None:
             facecolor="0.4",
             labelcolor="w",
         )
+    if note:
+        fig.suptitle(note, fontsize=10)
     fig.tight_layout()
     if mesh is not None:
         cbar = fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.85, pad=0.02)
@@ -304,22 +339,26 @@ def _figure(ds: xr.Dataset, t: pd.DataFrame, out: Path, dpi: int = 100) -> None:
 
 def report(ds: xr.Dataset, out: Path) -> dict:
     t = agreement(ds)
+    acc = final_accuracy(ds)
+    _, note = _extra.figure_settings(acc, extra_dims(acc), loop=["activation"])
     t.to_csv(out / "table.csv", index=False)
-    (out / "table.md").write_text(_markdown(t, ds))
-    _figure(ds, t, out)
+    (out / "table.md").write_text(_markdown(t, ds) + (f"\nNote: {note}.\n" if note else ""))
+    _figure(ds, t, out, note=note)
     head: dict = {"agreement_with_6xi_c": {}, "best_test_accuracy": {}}
-    for act, sub in t.groupby("activation", sort=False):
-        head["agreement_with_6xi_c"][act] = float(sub.agree.mean())
+    for name, sub in _maps(t, extra_dims(acc)):
+        head["agreement_with_6xi_c"][name] = float(sub.agree.mean())
         best = sub.loc[sub.test_accuracy.idxmax()]
-        head["best_test_accuracy"][act] = {
+        head["best_test_accuracy"][name] = {
             "accuracy": float(best.test_accuracy),
             "depth": int(best.depth),
             "sigma_w2": float(best.sigma_w2),
         }
         deepest = sub[sub.trainable]
-        head.setdefault("deepest_trainable", {})[act] = (
+        head.setdefault("deepest_trainable", {})[name] = (
             int(deepest.depth.max()) if len(deepest) else None
         )
+    if note:
+        head["figure_note"] = note
     return head
 
 
