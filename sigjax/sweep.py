@@ -24,7 +24,7 @@ import xarray as xr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from sigjax import activations, checkpoint, grid, results, train
+from sigjax import activations, checkpoint, config, grid, results, train
 from sigjax import data as data_lib
 from sigjax import plan as plan_lib
 from sigjax.config import Config, to_json
@@ -33,11 +33,14 @@ from sigjax.config import Config, to_json
 def check(cfg: Config, axes: Sequence[grid.Axis]) -> list[grid.Group]:
     """Every group's config and every dynamic value validated, before anything runs."""
     groups = list(grid.groups(cfg, axes))
+    # a group's dynamic values are the base config's (checked once here) or an axis' (below,
+    # static axes too: a zipped one may carry a dynamic key)
+    train.check_hparams({k.split(".")[-1]: config.get(cfg, k) for k in config.DYNAMIC_KEYS})
     for g in groups:
-        train.check_config(g.cfg)
+        train.check_config(g.cfg, hparams=False)
     for a in axes:
-        if a.dynamic:
-            for key, values in ((a.key, a.values), *a.zipped):
+        for key, values in ((a.key, a.values), *a.zipped):
+            if key in config.DYNAMIC_KEYS:
                 train.check_hparams({key.split(".")[-1]: np.asarray(values, dtype=float)})
     return groups
 

@@ -72,10 +72,11 @@ class Trajectory:
 
 def hparams_of(cfg: Config) -> Hparams:
     """The config's dynamic values as float32 scalars (the seed excepted: it becomes the key)."""
-    return {k.split(".")[-1]: jnp.float32(get(cfg, k)) for k in DYNAMIC_KEYS if k != "seed"}
+    # NumPy scalars: as float32 as jnp's, and a planner sizing thousands of groups calls this
+    return {k.split(".")[-1]: np.float32(get(cfg, k)) for k in DYNAMIC_KEYS if k != "seed"}
 
 
-def check_config(cfg: Config) -> None:
+def check_config(cfg: Config, hparams: bool = True) -> None:
     """UserError for any value the engine cannot run (checked before anything compiles)."""
     activations.get(cfg.model.activation)
     activations.get(cfg.model.head_activation)
@@ -167,7 +168,8 @@ def check_config(cfg: Config) -> None:
             f"train.steps ({cfg.train.steps}) must be a multiple of "
             f"train.log_every ({cfg.train.log_every})"
         )
-    check_hparams({k.split(".")[-1]: get(cfg, k) for k in DYNAMIC_KEYS})
+    if hparams:  # a sweep checks its groups' shared dynamic values once (sweep.check)
+        check_hparams({k.split(".")[-1]: get(cfg, k) for k in DYNAMIC_KEYS})
 
 
 def check_hparams(values: dict[str, Any]) -> None:
