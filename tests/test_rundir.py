@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -294,3 +295,41 @@ def test_seeds_above_32_bits_are_refused_and_below_are_distinct(capsys):
     ds = sweep.run(dataclasses.replace(cfg), axes)
     first = ds.loss.isel(step=0).values.ravel()
     assert len(set(first.tolist())) == 3  # three distinct initial networks
+
+
+def test_two_runs_on_one_out_never_mix(tmp_path, reference):
+    """The issue's case: a second run with --overwrite starts while the first one runs."""
+    out = tmp_path / "run"
+    args = ["run", "sigmoid_convergence", "--out", str(out), "--quiet"]
+    args += [f"--set={k}={v}" for k, v in SETS.items()]
+    first = [f"--grid={k}={','.join(map(str, v))}" for k, v in GRIDS.items()]
+    slow = (  # each checkpoint takes a while, so the second run arrives mid-run
+        "import sys, time\n"
+        "from sigjax import checkpoint\n"
+        "from sigjax.cli import main\n"
+        "save = checkpoint.Store.save_state\n"
+        "checkpoint.Store.save_state = lambda *a: (save(*a), time.sleep(0.3))[0]\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    env = os.environ | {"SIGJAX_HOST_DEVICES": "1", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", slow, *args, *first],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    manifest = tmp_path / ".run.partial" / "checkpoint" / "manifest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not manifest.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    second = [*args, "--overwrite", "--grid=model.activation=tanh", "--grid=model.depth=1"]
+    second += ["--grid=optim.lr=0.3,0.7", "--grid=seed=0,1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "sigjax.cli", *second], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"in use by a running sigjax (pid {proc.pid}" in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+    _same(results.load(out / "results.nc"), reference)  # the first run's numbers and labels
