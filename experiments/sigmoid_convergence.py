@@ -157,6 +157,7 @@ def report(ds: xr.Dataset, out: Path) -> dict:
         cols[f"loss_at_{at}"] = at_best(ds.loss.sel(step=at, drop=True)).median("seed")
     cols |= {
         "final_loss": at_best(analysis.final_loss(ds)).median("seed"),
+        "rate": at_best(analysis.convergence_rate(ds)).median("seed"),
         "grad_ratio_init": at_best(ratio.isel(step=0, drop=True)).median("seed"),
         "grad_ratio_final": at_best(ratio.isel(step=-1, drop=True)).median("seed"),
         "stable_lr_max": analysis.divergence_boundary(ds),
@@ -198,10 +199,11 @@ def _markdown(table, thr: float, extra=(), at: int | None = LOSS_AT, note: str =
     column where STEP (the step actually shown) is not the final one."""
     loss_at = [f"loss@{at}"] if at is not None else []
     head = ["activation", "depth", *extra, "best lr", "median steps [IQR]", "reached", *loss_at]
-    head += ["final loss", "‖∇W₁‖/‖∇W_out‖ init → final", "largest stable lr"]
+    head += ["final loss", "rate /step", "‖∇W₁‖/‖∇W_out‖ init → final", "largest stable lr"]
     lines = [
         f"Steps to reach MSE ≤ {thr} at each setting's best learning rate "
-        "(median [IQR] over seeds; '—' = not reached within the run).",
+        "(median [IQR] over seeds; '—' = not reached within the run). rate: the fitted "
+        "exponential decay rate of the loss per step over the run (median over seeds).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -218,6 +220,7 @@ def _markdown(table, thr: float, extra=(), at: int | None = LOSS_AT, note: str =
         cells += [f"{r[f'loss_at_{at}']:.4f}"] if at is not None else []
         cells += [
             f"{r['final_loss']:.4f}",
+            "—" if not np.isfinite(r["rate"]) else f"{r['rate']:.3g}",
             f"{r['grad_ratio_init']:.3g} → {r['grad_ratio_final']:.3g}",
             f"{r['stable_lr_max']:.3g}",
         ]

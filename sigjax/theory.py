@@ -21,6 +21,7 @@ import numpy as np
 
 from sigjax import theory_numerics as nm
 from sigjax.errors import UserError
+from sigjax.theory_kernels import kernels  # noqa: F401  (sigjax.theory.kernels)
 from sigjax.theory_numerics import Phi, phi
 
 ArrayLike = float | np.ndarray
