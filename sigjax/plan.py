@@ -25,6 +25,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sigjax import grid, optim, results, train
 from sigjax.config import Config
@@ -42,7 +43,7 @@ def optimizer_state_bytes(cfg: Config, widths: Sequence[int]) -> int:
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
     }
     o = cfg.optim
-    hp = train.hparams_of(cfg)
+    hp = train.hparams_of(cfg, np.float32)
     return optim.state_bytes(o.name, hp, params, schedule=o.schedule, steps=cfg.train.steps)
 
 

@@ -70,10 +70,12 @@ class Trajectory:
     diverged_at: jax.Array
 
 
-def hparams_of(cfg: Config) -> Hparams:
-    """The config's dynamic values as float32 scalars (the seed excepted: it becomes the key)."""
-    # NumPy scalars: as float32 as jnp's, and a planner sizing thousands of groups calls this
-    return {k.split(".")[-1]: np.float32(get(cfg, k)) for k in DYNAMIC_KEYS if k != "seed"}
+def hparams_of(cfg: Config, scalar: Callable = jnp.float32) -> Hparams:
+    """The config's dynamic values as float32 scalars (the seed excepted: it becomes the key).
+
+    `scalar=np.float32` gives NumPy scalars: a planner sizing thousands of groups wants no
+    device arrays (jax.jit caches NumPy and jax scalars as different signatures)."""
+    return {k.split(".")[-1]: scalar(get(cfg, k)) for k in DYNAMIC_KEYS if k != "seed"}
 
 
 def check_config(cfg: Config, hparams: bool = True) -> None:
