@@ -217,8 +217,9 @@ def summary_table(ds: xr.Dataset, threshold: float) -> pd.DataFrame:
         "steps_to_threshold": steps_to_threshold(ds, threshold),
         "rate": convergence_rate(ds),
         "diverged_at": ds.diverged_at,
-        "grad_ratio_init": grad_ratio(ds).isel(step=0, drop=True),
-        "grad_ratio_final": grad_ratio(ds).isel(step=-1, drop=True),
     }
+    if "grad_norm" in ds:  # not recorded with train.record=loss
+        cols["grad_ratio_init"] = grad_ratio(ds).isel(step=0, drop=True)
+        cols["grad_ratio_final"] = grad_ratio(ds).isel(step=-1, drop=True)
     frame = xr.Dataset(cols).to_dataframe().reset_index()
     return frame[[*member_dims(ds), *cols]]

@@ -22,6 +22,7 @@ from typing import Any
 import xarray as xr
 
 from sigjax import analysis, checkpoint, config, grid, results, rundir, sweep
+from sigjax import data as data_lib
 from sigjax.config import Config
 from sigjax.errors import Fault, UserError, one_line
 
@@ -147,7 +148,10 @@ def run_study(
     partial = path.with_name(f".{path.name}.partial{suffix}")
     with rundir.locked(path, suffix):
         overwrite = _claim(path, partial, overwrite, resume)
-        store = checkpoint.Store(partial / "checkpoint", sweep.fingerprint(study.config, axes))
+        # a user's data is keyed on its content: a changed npz file never resumes a checkpoint
+        token = data_lib.token(g.cfg.data for g in grid.groups(study.config, axes))
+        fp = sweep.fingerprint(study.config, axes, token)
+        store = checkpoint.Store(partial / "checkpoint", fp)
         try:
             store.open(resume)
         except OSError as e:
@@ -196,6 +200,9 @@ def run_study(
                 f"{_os_error(e)} while writing {path}; the training is saved in {partial}: "
                 "fix that and run the same command with --resume to write it"
             ) from None
+        except BaseException as e:  # a bug in writing: the training is still saved
+            rundir.write_status(partial, "failed", reason=one_line(e))
+            raise
         shutil.rmtree(partial, ignore_errors=True)
     if report_error:
         raise Fault(

@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import experiments
@@ -333,3 +334,11 @@ def test_two_runs_on_one_out_never_mix(tmp_path, reference):
     assert done.stderr.count("\n") == 1
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
     _same(results.load(out / "results.nc"), reference)  # the first run's numbers and labels
+
+
+def test_a_run_recording_the_loss_alone_writes_its_summary(tmp_path):
+    study = _study().with_overrides({"train.record": "loss"})
+    ds, path, _ = run_study(study, tmp_path / "run")
+    table = pd.read_csv(path / "summary.csv")
+    assert "grad_norm" not in ds and "grad_ratio_init" not in table
+    np.testing.assert_allclose(table.final_loss, ds.loss.isel(step=-1).values.ravel(), rtol=1e-6)
