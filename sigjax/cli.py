@@ -7,25 +7,10 @@ with code 2; nothing is written then.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
-
-
-def _use_all_cores() -> None:
-    """Expose each CPU core as a JAX host device (before JAX is imported).
-
-    XLA's CPU backend runs a small batched matmul on about one core; splitting the member axis
-    over one device per core ran the default study about 1.6x faster on 2 cores. It does not
-    affect GPU or TPU runs (their devices are the accelerators). SIGJAX_HOST_DEVICES overrides
-    the count; an XLA_FLAGS that already sets it is left alone.
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if HOST_DEVICES_FLAG in flags or "jax" in sys.modules:
-        return
-    count = os.environ.get("SIGJAX_HOST_DEVICES") or str(os.cpu_count() or 1)
-    os.environ["XLA_FLAGS"] = f"{flags} {HOST_DEVICES_FLAG}={count}".strip()
+# The same as `import sigjax` applies (one JAX host device per core, before JAX is imported).
+from sigjax._devices import use_all_cores as _use_all_cores
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="run a study (default: sigmoid_convergence)")
-    r.add_argument("study", nargs="?", default=None)
+    r.add_argument(
+        "study",
+        nargs="?",
+        default=None,
+        help="a study's name (sigjax list) or a study file, e.g. my_study.py (STUDY = Study(...))",
+    )
     r.add_argument("--out", help="run directory (default: runs/STUDY)")
     r.add_argument(
         "--set",
@@ -135,8 +125,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     from sigjax import theory_cli
 
-    theory_cli.add_parser(sub)
+    th = theory_cli.add_parser(sub)
+    (theory_sub,) = (a for a in th._actions if isinstance(a, argparse._SubParsersAction))
+    for leaf in (r, sh, ls, *theory_sub.choices.values()):
+        _add_import(leaf)
     return p
+
+
+def _add_import(p: argparse.ArgumentParser) -> None:
+    """`--import MODULE_OR_FILE` on a command: imported before it runs, so the activations,
+    optimizers and studies it registers are in place."""
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="import a module or a .py file first (its registrations; repeatable)",
+    )
+    p.set_defaults(func=_importing(p.get_default("func")))
+
+
+def _importing(func):
+    def run(args) -> int:
+        import experiments
+
+        for spec in args.imports:
+            experiments.import_user(spec)
+        return func(args)
+
+    return run
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -259,7 +277,7 @@ def _bench(args) -> int:
 def _list(args) -> int:
     import experiments
 
-    for name in experiments.STUDIES:
+    for name in experiments.STUDIES:  # the built-in studies, then those registered
         print(f"{name:24s} {experiments.get(name).description}")
     return 0
 

@@ -60,6 +60,8 @@ class DataConfig:
     out_dim: int = 1  # targets of synthetic regression tasks / classes of teacher tasks
     seed: int = 0  # the task itself (shared by all members of a sweep)
     standardize: bool = False
+    path: str = ""  # npz: the .npz file; arrays (given in Python): "sha256:" + their hash
+    n_classes: int = 0  # npz, arrays: classes of integer labels (npz 0: 1 + the largest label)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,14 @@ Tasks:
 - `mnist1d`, `digits`, `mnist`, `fashion_mnist`, `cifar10`: real data (sigjax.data_sources),
   each with its own train/test split and ten classes; `n_train`, `n_test`, `dim` and `out_dim`
   size the synthetic tasks only.
+- `npz`: a user's file `data.path` holding `x_train`, `y_train` and optionally `x_test`,
+  `y_test` (integer labels make a classification task with `data.n_classes` classes, 0: one
+  more than the largest label; float targets a regression task).
+- `arrays`: a user's arrays given in Python (`from_arrays`, then `sweep.run(..., data=...)`);
+  `config_of` describes them, their content hash in `data.path`.
+
+A user's data is keyed on its content (`fingerprint`): compiled programs and checkpoints made
+with other data are never reused.
 
 `load` refuses, before it draws anything, a synthetic task too large for the memory available
 (`task_bytes` against `available_memory`), and any class label outside the task's classes.
@@ -18,7 +26,12 @@ Tasks:
 
 from __future__ import annotations
 
+import hashlib
 import os
+import weakref
+import zipfile
+import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import flax.struct
@@ -27,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sigjax.config import DataConfig
-from sigjax.errors import UserError
+from sigjax.errors import UserError, first_line
 
 
 @flax.struct.dataclass
@@ -109,25 +122,68 @@ def _real(name: str):
     return load
 
 
+def _npz(cfg: DataConfig) -> dict:
+    arrays = _read_npz(cfg, NPZ_KEYS)
+    integer = np.issubdtype(arrays["y_train"].dtype, np.integer)
+    task = "classification" if cfg.n_classes or integer else "regression"
+    try:
+        return _checked(**arrays, task=task, n_classes=cfg.n_classes or None)
+    except UserError as e:
+        raise UserError(f"data.path={cfg.path}: {e}") from None
+
+
+def _arrays(cfg: DataConfig) -> dict:
+    raise UserError(_ARRAYS_ONLY)
+
+
 DATASETS = {
     "seed_regression": _seed_regression,
     "teacher": _teacher,
     "teacher_regression": _teacher_regression,
     **{n: _real(n) for n in ("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10")},
+    "npz": _npz,
+    "arrays": _arrays,
 }
 
 
 TEACHER_HIDDEN = 64  # width of the teacher's hidden layers (see _teacher_outputs)
 SYNTHETIC = ("seed_regression", "teacher", "teacher_regression")
+USER = ("npz", "arrays")  # a user's data: data.path and data.n_classes apply to these alone
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+HASH_PREFIX = "sha256:"  # data.path of arrays given in Python: their content hash
+_ARRAYS_ONLY = (
+    "data.name=arrays stands for arrays given in Python (sweep.run(..., data=from_arrays(...)) "
+    "or sigjax.run(..., data=...)); to read arrays from a file use data.name=npz with "
+    "data.path=FILE.npz"
+)
 
 
 def n_classes(cfg: DataConfig) -> int:
-    """The classes of cfg's task, known from its config alone (0: a regression task, whose
-    targets are cfg.out_dim values)."""
+    """The classes of cfg's task, known from its config (an npz file's labels read): 0 for a
+    regression task. UserError for data.path or data.n_classes on a task they do not apply to."""
     from sigjax import data_sources
 
+    if cfg.name not in USER and (cfg.path or cfg.n_classes):
+        key = "data.path" if cfg.path else "data.n_classes"
+        raise UserError(
+            f"{key} applies to data.name=npz, not data.name={cfg.name}"
+            + ("; the teacher task's classes are data.out_dim" if cfg.name == "teacher" else "")
+        )
+    if cfg.n_classes < 0:
+        raise UserError(f"data.n_classes must be non-negative, got {cfg.n_classes}")
     if cfg.name == "teacher":
         return cfg.out_dim
+    if cfg.name == "arrays":
+        if not cfg.path.startswith(HASH_PREFIX):
+            raise UserError(_ARRAYS_ONLY)
+        return cfg.n_classes
+    if cfg.name == "npz":
+        if cfg.n_classes:
+            return cfg.n_classes
+        ys = _read_npz(cfg, ("y_train", "y_test"))
+        if not np.issubdtype(ys["y_train"].dtype, np.integer):
+            return 0
+        return 1 + max(int(y.max()) for y in ys.values() if y.size)
     return 0 if cfg.name in SYNTHETIC else data_sources.N_CLASSES
 
 
@@ -238,6 +294,270 @@ def load(cfg: DataConfig) -> Data:
             if k in arrays:
                 arrays[k] = ((arrays[k] - mean) / std).astype(np.float32)
     return Data(**{k: jnp.asarray(v) for k, v in arrays.items()}, n_classes=classes or 0)
+
+
+# ------------------------------------------------------------------------- a user's own data
+
+TASKS = ("regression", "classification")
+
+
+def from_arrays(
+    x_train,
+    y_train,
+    x_test=None,
+    y_test=None,
+    *,
+    task: str = "regression",
+    n_classes: int | None = None,
+) -> Data:
+    """A user's arrays as a task: x (n, dim) real numbers (float32 on the device); for
+    task="regression" y (n, k) or (n,) real targets ((n,) becomes (n, 1)); for
+    task="classification" y (n,) integer labels 0..n_classes-1 (n_classes None: one more than
+    the largest label of either split). A test split is x_test and y_test together.
+
+    One-line UserError naming the argument at fault: shapes, dtypes, NaN or inf, labels that
+    are negative, non-integer or not below n_classes. Equals `load` of a named task whose
+    arrays these are (same arrays, same classes: the same numbers when trained)."""
+    arrays = _checked(x_train, y_train, x_test, y_test, task=task, n_classes=n_classes)
+    classes = arrays.pop("n_classes")
+    return Data(**{k: jnp.asarray(v) for k, v in arrays.items()}, n_classes=classes)
+
+
+def _checked(x_train, y_train, x_test=None, y_test=None, *, task: str, n_classes) -> dict:
+    """The arrays validated and converted (x float32; y float32 (n, k) or int32 (n,)), with
+    "n_classes" (0: regression); an empty test split is dropped."""
+    if task not in TASKS:
+        raise UserError(f"task must be 'regression' or 'classification', got {task!r}")
+    classify = task == "classification"
+    if n_classes is not None:
+        if not classify:
+            raise UserError(
+                "n_classes applies to task='classification'; a regression task's targets are "
+                "the columns of y_train"
+            )
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer):
+            raise UserError(f"n_classes must be a positive integer, got {n_classes!r}")
+        if n_classes < 1:
+            raise UserError(f"n_classes must be a positive integer, got {n_classes}")
+    if (x_test is None) != (y_test is None):
+        given, lacking = ("x_test", "y_test") if y_test is None else ("y_test", "x_test")
+        raise UserError(f"{given} is given without {lacking}; give both or neither")
+    out = {"x_train": _features("x_train", x_train)}
+    n, dim = out["x_train"].shape
+    if n == 0:
+        raise UserError("x_train has no rows")
+    targets = _labels if classify else _targets
+    out["y_train"] = targets("y_train", y_train, n)
+    if x_test is not None:
+        xt = _features("x_test", x_test)
+        if xt.shape[1] != dim:
+            raise UserError(f"x_test has {xt.shape[1]} columns but x_train has {dim}")
+        yt = targets("y_test", y_test, xt.shape[0])
+        if not classify and yt.shape[1] != out["y_train"].shape[1]:
+            raise UserError(
+                f"y_test has {yt.shape[1]} target columns but y_train has {out['y_train'].shape[1]}"
+            )
+        if len(xt):
+            out |= {"x_test": xt, "y_test": yt}
+    classes = 0
+    if classify:
+        ys = [out[k] for k in ("y_train", "y_test") if k in out]
+        top = max(int(y.max()) for y in ys)
+        classes = top + 1 if n_classes is None else int(n_classes)
+        for k, y in zip(("y_train", "y_test"), ys, strict=False):
+            if int(y.max()) >= classes:
+                r = int(np.argmax(y >= classes))
+                raise UserError(
+                    f"{k} holds label {int(y[r])} at row {r}, but n_classes={classes} allows "
+                    f"labels 0..{classes - 1}"
+                )
+    return out | {"n_classes": classes}
+
+
+def _numbers(name: str, a) -> np.ndarray:
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{name} cannot be read as an array: {first_line(e)}") from None
+    if arr.dtype.kind not in "biuf":
+        raise UserError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _at(shape: tuple, idx) -> str:
+    where = f"row {idx[0]}"
+    return where + (f", column {idx[1]}" if len(shape) > 1 else "")
+
+
+def _as_float32(name: str, arr: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # a value beyond float32's range is reported below
+        out = arr.astype(np.float32)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        v = arr[idx]
+        why = "beyond float32's range" if np.isfinite(v) else "remove or replace it"
+        raise UserError(f"{name} holds {v} at {_at(arr.shape, idx)}; {why}")
+    return out
+
+
+def _features(name: str, a) -> np.ndarray:
+    arr = _numbers(name, a)
+    if arr.ndim != 2:
+        raise UserError(f"{name} must be 2-D (n, dim), got shape {arr.shape}")
+    if arr.shape[1] == 0:
+        raise UserError(f"{name} has no columns (shape {arr.shape})")
+    return _as_float32(name, arr)
+
+
+def _rows(name: str, arr: np.ndarray, n: int, x: str) -> None:
+    if arr.shape[0] != n:
+        raise UserError(f"{name} has {arr.shape[0]} rows but {x} has {n}")
+
+
+def _targets(name: str, a, n: int) -> np.ndarray:
+    arr = _numbers(name, a)
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise UserError(
+            f"{name} must be (n,) or (n, k) real targets for task='regression', got shape "
+            f"{np.shape(a)}"
+        )
+    _rows(name, arr, n, "x" + name[1:])
+    return _as_float32(name, arr)
+
+
+def _labels(name: str, a, n: int) -> np.ndarray:
+    arr = _numbers(name, a)
+    if arr.ndim != 1:
+        raise UserError(
+            f"{name} must be (n,) integer labels for task='classification', got shape "
+            f"{arr.shape} (one-hot rows: pass y.argmax(1))"
+        )
+    _rows(name, arr, n, "x" + name[1:])
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.floor(arr))
+        if bad.any():
+            r = int(np.argmax(bad))
+            raise UserError(
+                f"{name} holds the non-integer label {arr[r]} at row {r}; class labels are "
+                "integers 0, 1, ..."
+            )
+    if arr.size and arr.min() < 0:
+        r = int(np.argmin(arr))
+        raise UserError(
+            f"{name} holds the negative label {arr[r]:g} at row {r}; class labels are "
+            "integers 0, 1, ..."
+        )
+    if arr.size and arr.max() > np.iinfo(np.int32).max:
+        raise UserError(f"{name} holds the label {arr.max():g}, too large for a class index")
+    return arr.astype(np.int32)
+
+
+def _read_npz(cfg: DataConfig, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays `keys` (those present) of cfg's npz file; UserError naming data.path for a
+    missing or unreadable file, or one without x_train and y_train."""
+    where = f"data.path={cfg.path}"
+    if not cfg.path:
+        raise UserError(
+            "data.name=npz needs data.path=FILE.npz (arrays x_train, y_train and optionally "
+            "x_test, y_test)"
+        )
+    path = Path(cfg.path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{where}: {'not a file' if path.exists() else 'no such file'}")
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"{where} is not an .npz archive (np.savez): {first_line(e)}") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise UserError(
+            f"{where} holds a single array, not an .npz archive; write it with "
+            "np.savez(path, x_train=..., y_train=...)"
+        )
+    with f:
+        missing = [k for k in ("x_train", "y_train") if k not in f.files]
+        if missing:
+            held = ", ".join(f.files) or "no arrays"
+            raise UserError(f"{where} lacks {' and '.join(missing)} (it holds {held})")
+        test = [k for k in ("x_test", "y_test") if k in f.files]
+        if len(test) == 1:
+            other = "y_test" if test[0] == "x_test" else "x_test"
+            raise UserError(f"{where} holds {test[0]} without {other}; give both or neither")
+        out = {}
+        for k in keys:
+            if k in f.files:
+                try:
+                    out[k] = f[k]
+                except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+                    raise UserError(f"{where}: cannot read {k}: {first_line(e)}") from None
+    return out
+
+
+_MEMO: dict[tuple, tuple[tuple, str]] = {}  # ids of a Data's arrays -> (weak refs, hash)
+
+
+def _digest(arrays: dict, classes: int) -> str:
+    h = hashlib.sha256(f"n_classes={classes}".encode())
+    for k in NPZ_KEYS:
+        v = arrays.get(k)
+        if v is not None:
+            v = np.ascontiguousarray(v)
+            h.update(f";{k} {v.dtype.str} {v.shape};".encode())
+            h.update(memoryview(v).cast("B"))
+    return h.hexdigest()
+
+
+def fingerprint(data: Data) -> str:
+    """SHA-256 (hex) over the arrays (name, dtype, shape, bytes) and n_classes: equal exactly
+    when the content is, whatever objects hold it. Remembered per array object (JAX arrays
+    are immutable), so a sweep of many groups hashes its data once."""
+    leaves = (data.x_train, data.y_train, data.x_test, data.y_test)
+    key = (*map(id, leaves), data.n_classes)
+    hit = _MEMO.get(key)
+    if hit is not None and all(
+        (r() if r is not None else None) is a for r, a in zip(hit[0], leaves, strict=True)
+    ):
+        return hit[1]
+    arrays = {k: np.asarray(v) for k, v in zip(NPZ_KEYS, leaves, strict=True) if v is not None}
+    digest = _digest(arrays, data.n_classes)
+    try:
+        refs = tuple(weakref.ref(a) if a is not None else None for a in leaves)
+    except TypeError:  # an array type that takes no weak reference: not remembered
+        return digest
+    if len(_MEMO) >= 64:
+        _MEMO.clear()
+    _MEMO[key] = (refs, digest)
+    return digest
+
+
+def config_of(data: Data) -> DataConfig:
+    """The DataConfig that stands for a user's Data in a run's config: name "arrays", its
+    sizes, classes and content hash (data.path)."""
+    return DataConfig(
+        name="arrays",
+        n_train=int(data.x_train.shape[0]),
+        n_test=int(data.x_test.shape[0]) if data.has_test else 0,
+        dim=int(data.in_dim),
+        out_dim=int(data.out_dim),
+        n_classes=int(data.n_classes),
+        path=HASH_PREFIX + fingerprint(data),
+    )
+
+
+def token(cfgs: Iterable[DataConfig]) -> str:
+    """The content hash of every user dataset among cfgs ('' when there is none): an npz
+    file's arrays are read and hashed, arrays given in Python carry theirs. A checkpoint made
+    with other contents must not be resumed."""
+    parts = []
+    for c in dict.fromkeys(cfgs):
+        if c.name == "npz":
+            arrays = _npz(c)
+            parts.append(f"{c.path}={_digest(arrays, arrays['n_classes'])}")
+        elif c.name == "arrays":
+            parts.append(c.path)
+    return ";".join(parts)
 
 
 def batch(data: Data, key: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:

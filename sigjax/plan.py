@@ -22,26 +22,19 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from sigjax import grid, optim, results, train
+from sigjax import grid, metrics, models, optim, train
 from sigjax.config import Config
 from sigjax.errors import UserError
 
 
-def optimizer_state_bytes(cfg: Config, widths: Sequence[int]) -> int:
-    """Bytes of the optimizer state of an MLP with these layer widths (input first), counted
+def optimizer_state_bytes(cfg: Config, params: Any) -> int:
+    """Bytes of the optimizer state for these parameters (arrays or ShapeDtypeStructs), counted
     from the optimizer's own init with `jax.eval_shape`, so any registered optimizer is sized."""
-    params = {
-        f"layer_{i + 1}": {
-            "kernel": jax.ShapeDtypeStruct((a, b), jnp.float32),
-            "bias": jax.ShapeDtypeStruct((b,), jnp.float32),
-        }
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
-    }
     o = cfg.optim
     hp = train.hparams_of(cfg, np.float32)
     return optim.state_bytes(o.name, hp, params, schedule=o.schedule, steps=cfg.train.steps)
@@ -70,20 +63,31 @@ class MemoryEstimate:
 
 
 def estimate(cfg: Config, in_dim: int, out_dim: int, n_train: int, n_test: int) -> MemoryEstimate:
-    widths = [in_dim, *([cfg.model.width] * cfg.model.depth), out_dim]
-    n_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
-    n_layers = len(widths) - 1
+    """One member's bytes. The model family's own init and forward pass, traced for shapes
+    only (`models.shapes`), give the parameters, the model state and each layer's units; the
+    trajectory counts the metrics the run records (`metrics.recorded`), L per per-layer one."""
+    family = models.get(cfg.model.arch)
+    module = family.build(cfg, in_dim, out_dim)
+    models.check(cfg.model.arch, family, module, in_dim, out_dim)  # before anything trains
+    params, model_state, _, inter = models.shapes(family, module, in_dim)
+    n_params = sum(int(x.size) for x in jax.tree.leaves(params))
+    n_layers = len(family.layers(params))
+    units = [int(z.size) for z in inter.pre]  # of one example, per layer
     batch = cfg.train.batch_size if 0 < cfg.train.batch_size < n_train else n_train
-    units = sum(widths[1:])
-    acts = 4 * batch * units + batch * in_dim + (2 * n_test * max(widths) if n_test else 0)
+    widest = max(in_dim, *units)
+    acts = 4 * batch * sum(units) + batch * in_dim + (2 * n_test * widest if n_test else 0)
     n_logs = cfg.train.steps // cfg.train.log_every + 1
-    per_log = 3 + len(results.PER_LAYER) * n_layers  # loss, test loss/accuracy + per layer
+    per_log = sum(n_layers if m.per_layer else 1 for m in metrics.recorded(cfg, n_test > 0))
     return MemoryEstimate(
         params=n_params * BYTES,
-        state=3 * n_params * BYTES + optimizer_state_bytes(cfg, widths),
+        state=3 * n_params * BYTES + _nbytes(model_state) + optimizer_state_bytes(cfg, params),
         activations=acts * BYTES,
         trajectory=n_logs * per_log * BYTES,
     )
+
+
+def _nbytes(tree: Any) -> int:
+    return sum(int(x.size) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
 def default_budget() -> int:
@@ -259,7 +263,7 @@ def make(
     for g in grid.groups(cfg, axes) if groups is None else groups:
         name = label(g, axes)
         c = g.cfg
-        key = (dims[name], c.model.depth, c.model.width, c.init, c.optim, c.train)
+        key = (dims[name], c.model.arch, c.model.depth, c.model.width, c.init, c.optim, c.train)
         if key not in sized:
             mem = estimate(c, *dims[name])
             chunk = chunk_for(mem, members, budget, n_dev)

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from sigjax import checkpoint, config, grid, results, sweep, train
+from sigjax import checkpoint, config, grid, metrics, results, sweep, train
 from sigjax import data as data_lib
 from sigjax.config import Config
 
@@ -183,7 +183,13 @@ DEFAULT_TAILS = {
 
 def assemble(cfg, static, schemes, dynamic, group_index, outs, tails, coords, attrs):
     """One Dataset from the groups' arrays; the layer axis is padded with NaN to the deepest."""
-    tails = {**DEFAULT_TAILS, **tails}
+    # every recorded metric keeps its dims (registered ones by their declaration)
+    recorded = {
+        k: ("step", "layer") if metrics.REGISTRY[k].per_layer else ("step",)
+        for k in outs[0]
+        if k in metrics.REGISTRY
+    }
+    tails = {**DEFAULT_TAILS, **recorded, **tails}
     s_shape = tuple(len(a.values) for a in static)
     d_shape = (len(schemes), *(len(a.values) for a in dynamic))
     n_layer = max(o["grad_norm"].shape[-1] for o in outs)

@@ -4,6 +4,10 @@ Dims: one per grid axis (named by the key's last part: `lr`, `seed`, `activation
 grid's order, then `step` (logged step numbers) and `layer` (1 = first hidden layer, the last is
 the output layer). Groups of different depth pad `layer` with NaN; `n_layers` says how many are
 real. `diverged_at` is the step a member diverged at, NaN if it never did.
+
+Every recorded metric becomes a variable: a group's (M, T) array gets dims (…, step), an
+(M, T, L) one (…, step, layer) (see `sigjax.metrics`). The bundled ones come first, in the
+order of PER_STEP and PER_LAYER, then the others in the order recorded.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import xarray as xr
 from sigjax.config import Config, to_json
 from sigjax.grid import Axis
 
-PER_STEP = ("loss", "test_loss", "test_accuracy")
+PER_STEP = ("loss", "test_loss", "test_accuracy")  # the bundled metrics, by their dims
 PER_LAYER = ("grad_norm", "grad_norm_bias", "weight_norm", "act_mean", "act_std", "saturation")
+NOT_METRICS = ("diverged_at", "n_layers")  # per-member entries of a group's records
 FORMAT_VERSION = 1
 
 
@@ -46,10 +51,10 @@ def to_dataset(
     n_steps = cfg.train.steps // cfg.train.log_every + 1
     n_layer = max(_n_layers(r) for r in group_records)
 
-    names = [n for n in (*PER_STEP, *PER_LAYER) if any(n in r for r in group_records)]
+    names, per_layer = metric_names(group_records)
     full = {}
     for name in names:
-        tail = (n_steps, n_layer) if name in PER_LAYER else (n_steps,)
+        tail = (n_steps, n_layer) if per_layer[name] else (n_steps,)
         full[name] = np.full(s_shape + d_shape + tail, np.nan, np.float32)
     full["diverged_at"] = np.full(s_shape + d_shape, np.nan, np.float32)
     full["n_layers"] = np.zeros(s_shape + d_shape, np.int32)
@@ -59,7 +64,7 @@ def to_dataset(
                 continue
             arr = rec[name].reshape(d_shape + rec[name].shape[1:])
             target = full[name][idx]
-            if name in PER_LAYER:
+            if per_layer[name]:
                 target[..., : arr.shape[-1]] = arr
             else:
                 target[...] = arr
@@ -70,7 +75,7 @@ def to_dataset(
     dims = [a.dim for a in static] + [a.dim for a in dynamic]
     data_vars = {}
     for name, arr in full.items():
-        extra = ["step", "layer"] if name in PER_LAYER else ["step"] if name in PER_STEP else []
+        extra = ["step", "layer"] if per_layer.get(name) else ["step"] if name in per_layer else []
         data_vars[name] = (dims + extra, arr)
     coords: dict = {a.dim: list(a.values) for a in axes}
     for a in axes:  # zipped keys: a coordinate along their axis' dim
@@ -91,11 +96,26 @@ def to_dataset(
     return ds
 
 
+def metric_names(group_records: Sequence[dict[str, np.ndarray]]) -> tuple[list[str], dict]:
+    """The metrics in the groups' records (bundled first) and whether each is per layer:
+    (M, T, L) arrays are, (M, T) ones are not."""
+    seen: dict[str, bool] = {}
+    for rec in group_records:
+        for name, arr in rec.items():
+            if name not in NOT_METRICS:
+                layered = np.ndim(arr) == 3
+                if seen.setdefault(name, layered) != layered:
+                    raise ValueError(f"{name} is per layer in one group and not in another")
+    bundled = [n for n in (*PER_STEP, *PER_LAYER) if n in seen]
+    return bundled + [n for n in seen if n not in bundled], seen
+
+
 def _n_layers(rec: dict[str, np.ndarray]) -> int:
     """Layers of a group's models: its `n_layers` record, else its per-layer fields' length."""
     if "n_layers" in rec:
         return int(rec["n_layers"].flat[0])
-    return max((rec[n].shape[-1] for n in PER_LAYER if n in rec), default=0)
+    layered = [a.shape[-1] for n, a in rec.items() if n not in NOT_METRICS and np.ndim(a) == 3]
+    return max(layered, default=0)
 
 
 def provenance() -> dict[str, str]:

@@ -24,10 +24,11 @@ import xarray as xr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from sigjax import activations, checkpoint, config, grid, results, train
+from sigjax import activations, checkpoint, config, grid, metrics, models, results, train
 from sigjax import data as data_lib
 from sigjax import plan as plan_lib
 from sigjax.config import Config, to_json
+from sigjax.errors import UserError
 
 
 def check(cfg: Config, axes: Sequence[grid.Axis]) -> list[grid.Group]:
@@ -45,14 +46,22 @@ def check(cfg: Config, axes: Sequence[grid.Axis]) -> list[grid.Group]:
     return groups
 
 
-def fingerprint(cfg: Config, axes: Sequence[grid.Axis]) -> str:
-    """Content key of a run's checkpoint: config, grid, and the code of every activation used."""
+def fingerprint(cfg: Config, axes: Sequence[grid.Axis], data_token: str = "") -> str:
+    """Content key of a run's checkpoint: config, grid, and the code of every activation,
+    model family and metric used (and the user data's content hash, `data.token`)."""
     keys = ("model.activation", "model.head_activation")
     used = {cfg.model.activation, cfg.model.head_activation}
+    archs, listed = {cfg.model.arch}, {cfg.train.metrics}
     for a in axes:
         used.update(v for k, vs in ((a.key, a.values), *a.zipped) if k in keys for v in vs)
+        for k, vs in ((a.key, a.values), *a.zipped):
+            archs.update(vs if k == "model.arch" else ())
+            listed.update(vs if k == "train.metrics" else ())
     acts = activations.fingerprint(used)
-    return checkpoint.fingerprint(to_json(cfg), repr(tuple(axes)) + "\nactivations " + acts)
+    names = {*metrics.BUNDLED, *(n.strip() for v in listed for n in str(v).split(",") if n.strip())}
+    code = f"\nmodels {models.fingerprint(archs)}\nmetrics {metrics.fingerprint(names)}"
+    code += f"\ndata {data_token}" if data_token else ""
+    return checkpoint.fingerprint(to_json(cfg), repr(tuple(axes)) + "\nactivations " + acts + code)
 
 
 def run(
@@ -65,6 +74,7 @@ def run(
     store: checkpoint.Store | None = None,
     segments: int = 10,
     strategy: plan_lib.Strategy | None = None,
+    data: data_lib.Data | None = None,
 ) -> xr.Dataset:
     """Train every member of the grid; one Dataset with a dim per axis (see sigjax.results).
 
@@ -72,11 +82,12 @@ def run(
     the device's memory) unless `chunk_size` is given, each chunk as the planner chooses
     unless a `strategy` is given (its `devices` must be the local device count). With a
     checkpoint `store`, finished groups, finished chunks and the state of the chunk in progress
-    are saved (after every segment) and picked up again on the next call.
+    are saved (after every segment) and picked up again on the next call. A user's `data`
+    (`data.from_arrays`) replaces cfg.data in every group (and in the results' config).
     """
     axes = tuple(axes)
+    cfg, datasets = with_data(cfg, axes, data)
     groups = check(cfg, axes)
-    datasets: dict = {}
     budget = max_memory or plan_lib.default_budget()
     plans = make_plan(cfg, axes, budget, datasets)
     if progress:
@@ -130,10 +141,39 @@ def _load(data_cfg, cache: dict) -> data_lib.Data:
     return cache[data_cfg]
 
 
+def with_data(cfg: Config, axes: Sequence[grid.Axis], data) -> tuple[Config, dict]:
+    """(cfg with `data` standing in for cfg.data, a data cache holding it); (cfg, {}) for
+    None. UserError for what is not a Data, or a grid axis over a data key it would ignore."""
+    if data is None:
+        return cfg, {}
+    if not isinstance(data, data_lib.Data):
+        raise UserError(
+            f"data must be a sigjax.data.Data (sigjax.data.from_arrays(...)), got "
+            f"{type(data).__name__}"
+        )
+    for a in axes:
+        for key in (a.key, *(k for k, _ in a.zipped)):
+            if key.startswith("data."):
+                raise UserError(
+                    f"a grid axis over {key} changes nothing when data= is given (it replaces "
+                    "the config's data); drop the axis"
+                )
+    described = data_lib.config_of(data)
+    return dataclasses.replace(cfg, data=described), {described: data}
+
+
 def make_plan(
-    cfg: Config, axes: Sequence[grid.Axis], budget: int, datasets: dict | None = None
+    cfg: Config,
+    axes: Sequence[grid.Axis],
+    budget: int,
+    datasets: dict | None = None,
+    *,
+    data: data_lib.Data | None = None,
 ) -> list[plan_lib.GroupPlan]:
-    """The execution plan of a grid (loads each group's data to learn its shapes)."""
+    """The execution plan of a grid (loads each group's data to learn its shapes; a user's
+    `data` replaces cfg.data as in `run`)."""
+    if data is not None:
+        cfg, datasets = with_data(cfg, axes, data)
     datasets = {} if datasets is None else datasets
     groups = list(grid.groups(cfg, axes))
     dims = {}
@@ -177,9 +217,10 @@ class Compiled:
 
 @functools.lru_cache(maxsize=64)
 def compiled(prog: train.Program, strategy: plan_lib.Strategy = PLAIN) -> Compiled:
-    """Cached per Program (static config and shapes) and strategy: a repeated group reuses its
-    executables. Only `advance`, where the time goes, follows the strategy; `init` and `finish`
-    are one vmap (split over devices by the sharding of their inputs)."""
+    """Cached per Program (static config and shapes, and the content tokens of its activations,
+    model family and metrics) and strategy: a repeated group reuses its executables. Only
+    `advance`, where the time goes, follows the strategy; `init` and `finish` are one vmap
+    (split over devices by the sharding of their inputs)."""
     key = jax.random.key
 
     def init(data, hp, seed):
@@ -315,7 +356,7 @@ def _run_chunk(prog, fns, data, args, plan, store, group, c, n_real, bar) -> dic
         k: np.concatenate([*pieces.get(k, []), np.asarray(v)[:, None]], 1) for k, v in last.items()
     }
     out["diverged_at"] = np.asarray(state.diverged_at)
-    out["n_layers"] = np.full(len(out["diverged_at"]), prog.cfg.model.depth + 1, np.int32)
+    out["n_layers"] = np.full(len(out["diverged_at"]), prog.n_layers, np.int32)
     return out
 
 
@@ -330,9 +371,8 @@ def _remaining(plan: list[int], done: int) -> list[int]:
 
 
 def record_fields(rec: train.Record) -> dict[str, jax.Array]:
-    """A Record's fields that are present, by name."""
-    out = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
-    return {k: v for k, v in out.items() if v is not None}
+    """A Record's recorded metrics, by name."""
+    return dict(rec.values)
 
 
 def member_sharding() -> NamedSharding:

@@ -10,13 +10,20 @@ Keys: `fold_in(key, 0)` draws the initial weights and `fold_in(key, 1)` the mini
 (`fold_in(data_key, step)` at each step), so a run split into segments draws exactly the same
 numbers as one run straight through.
 
+The model is the family `model.arch` names (`sigjax.models`): its mutable state (e.g. BatchNorm
+running averages, `TrainState.model_state`) is updated by each step's train-mode forward pass,
+and the test metrics run it in eval mode. What a logged step records is a `Record` of named
+arrays: the metrics `sigjax.metrics.recorded` lists for the config (`train.record`, the test
+split, `train.metrics`).
+
 Divergence: when a step's loss is non-finite or above `train.diverge_factor` × the step-0 loss,
-or its update makes a parameter non-finite, the member keeps its last good parameters, records
-`diverged_at = step` and records NaN after that step.
+or its update makes a parameter (or the model state) non-finite, the member keeps its last good
+parameters, records `diverged_at = step` and records NaN after that step.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,23 +48,33 @@ SEED_LIMIT = 2**32  # seeds are drawn into 32-bit keys
 
 @flax.struct.dataclass
 class Record:
-    """What is measured at a logged step; per-layer fields are (n_layers,) (with a leading
-    time axis (T, …) in a trajectory, and a member axis in front of that in a sweep)."""
+    """What is measured at a logged step: metric name -> () or (n_layers,) array (with a
+    leading time axis (T, …) in a trajectory, and a member axis in front of that in a sweep).
 
-    loss: jax.Array
-    grad_norm: jax.Array | None = None  # ‖∂L/∂W_l‖₂
-    grad_norm_bias: jax.Array | None = None  # ‖∂L/∂b_l‖₂
-    weight_norm: jax.Array | None = None  # ‖W_l‖₂ (Frobenius)
-    act_mean: jax.Array | None = None
-    act_std: jax.Array | None = None
-    saturation: jax.Array | None = None  # share of units with |φ'(z)| < 4% of sup|φ'|
-    test_loss: jax.Array | None = None
-    test_accuracy: jax.Array | None = None
+    Read as `rec["grad_norm"]` or `rec.grad_norm`; a known metric that was not recorded reads
+    as None."""
+
+    values: dict[str, jax.Array]
+
+    def __getattr__(self, name: str):
+        values = self.__dict__.get("values")  # absent while a copy is being built
+        if values is not None and name in values:
+            return values[name]
+        if name in metrics.REGISTRY:
+            return None
+        raise AttributeError(f"Record has no metric {name!r}")
+
+    def __getitem__(self, name: str) -> jax.Array:
+        return self.values[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.values
 
 
 @flax.struct.dataclass
 class TrainState:
     params: Any
+    model_state: Any  # the model's mutable collections (models.State), {} for the MLP
     opt_state: Any
     step: jax.Array  # int32: steps taken
     diverged_at: jax.Array  # int32: step that diverged, -1 if none
@@ -82,6 +99,8 @@ def check_config(cfg: Config, hparams: bool = True) -> None:
     """UserError for any value the engine cannot run (checked before anything compiles)."""
     activations.get(cfg.model.activation)
     activations.get(cfg.model.head_activation)
+    models.get(cfg.model.arch)
+    metrics.requested(cfg)
     initializers.canonical(cfg.init.scheme)
     losses.get(cfg.train.loss)
     if cfg.optim.name not in optim.names():
@@ -220,18 +239,30 @@ class Program:
     # content hash of the config's activation functions (activations.fingerprint): the config
     # holds only their names, and a compiled program must not outlive a re-registered function
     fn_token: str = ""
+    # content hashes of the model family's code and of the recorded metrics' functions
+    # (models.token, metrics.fingerprint), for the same reason
+    model_token: str = ""
+    metric_token: str = ""
+    # content hash of the data (data.fingerprint): a cached program is reused only on equal data
+    data_token: str = ""
 
     @property
-    def model(self) -> models.MLP:
-        m = self.cfg.model
-        return models.MLP(
-            widths=(m.width,) * m.depth,
-            out_dim=self.out_dim,
-            activation=m.activation,
-            head_activation=m.head_activation,
-            kernel_init=self.cfg.init.scheme,
-            bf16=self.cfg.train.precision == "bf16",
-        )
+    def family(self) -> models.ModelFamily:
+        return models.get(self.cfg.model.arch)
+
+    @property
+    def model(self) -> flax.linen.Module:
+        """The module of the config's model family (`model.arch`)."""
+        return self.family.build(self.cfg, self.in_dim, self.out_dim)
+
+    @functools.cached_property
+    def layers(self) -> tuple[models.Layer, ...]:
+        """Each layer's weight and bias paths in network order (from the parameters' shapes)."""
+        return tuple(self.family.layers(models.shapes(self.family, self.model, self.in_dim)[0]))
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
 
     @property
     def n_logs(self) -> int:
@@ -244,41 +275,49 @@ class Program:
         return optim.make(o.name, hp, schedule=o.schedule, steps=self.cfg.train.steps)
 
     def init(self, hp: Hparams, key: jax.Array) -> TrainState:
-        params = models.init_params(
+        params, model_state = self.family.init(
             self.model, jax.random.fold_in(key, 0), self.in_dim, hp["sigma_w2"], hp["sigma_b2"]
         )
         return TrainState(
             params=params,
+            model_state=model_state,
             opt_state=self.optimizer(hp).init(params),
             step=jnp.int32(0),
             diverged_at=jnp.int32(-1),
             loss0=jnp.float32(jnp.nan),
         )
 
-    def loss_and_aux(self, params, x, y):
-        out, inter = models.apply(self.model, params, x)
-        return losses.get(self.cfg.train.loss)(out, y), inter
+    def loss_and_aux(self, params, x, y, model_state=None):
+        """The loss on (x, y) in train mode and (output, intermediates, updated model state)."""
+        state = {} if model_state is None else model_state
+        out, inter, new_state = self.family.apply(self.model, params, state, x, train=True)
+        return losses.get(self.cfg.train.loss)(out, y), (out, inter, new_state)
 
-    def measure(self, data: data_lib.Data, params, x, y) -> tuple[Any, Record]:
-        """Gradients at params on (x, y) and the Record of this step."""
-        (loss, inter), grads = jax.value_and_grad(self.loss_and_aux, has_aux=True)(params, x, y)
-        what = self.cfg.train.record
-        fields = {}
-        if what in ("all", "gradients"):
-            fields["grad_norm"], fields["grad_norm_bias"] = metrics.layer_norms(grads)
-        if what == "all":
-            fields["weight_norm"] = metrics.layer_norms(params)[0]
-            fields |= metrics.activation_stats(
-                inter, self.cfg.model.activation, self.cfg.model.head_activation
-            )
-        test = {}
-        if data.has_test:
-            out, _ = models.apply(self.model, params, data.x_test)
-            test["test_loss"] = losses.get(self.cfg.train.loss)(out, data.y_test)
-            if self.cfg.train.loss in losses.CLASSIFICATION:
-                test["test_accuracy"] = losses.accuracy(out, data.y_test, self.cfg.train.loss)
-        rec = Record(loss=loss, **fields, **test)
-        return grads, rec
+    def measure(
+        self, data: data_lib.Data, params, x, y, model_state=None
+    ) -> tuple[Any, Record, Any]:
+        """Gradients at params on (x, y), the Record of this step (the recorded metrics), and
+        the model state as the train-mode pass left it."""
+        state = {} if model_state is None else model_state
+        grad_fn = jax.value_and_grad(self.loss_and_aux, has_aux=True)
+        (loss, (out, inter, new_state)), grads = grad_fn(params, x, y, state)
+        ctx = metrics.Context(
+            cfg=self.cfg,
+            family=self.family,
+            module=self.model,
+            layers=self.layers,
+            params=params,
+            grads=grads,
+            model_state=state,
+            inter=inter,
+            output=out,
+            x=x,
+            y=y,
+            loss=loss,
+            data=data,
+        )
+        rec = Record(metrics.compute(metrics.recorded(self.cfg, data.has_test), ctx))
+        return grads, rec, new_state
 
     def _batch(self, data, key, step):
         return data_lib.batch(data, self.data_key(key, step), self.cfg.train.batch_size)
@@ -291,16 +330,17 @@ class Program:
     def step(self, data, hp, key, state: TrainState) -> tuple[TrainState, Record]:
         """One update (frozen if the member has diverged) and the Record measured before it."""
         x, y = self._batch(data, key, state.step)
-        grads, rec = self.measure(data, state.params, x, y)
+        grads, rec, model_state = self.measure(data, state.params, x, y, state.model_state)
         updates, opt_state = self.optimizer(hp).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         alive = state.diverged_at < 0
-        loss0 = jnp.where(state.step == 0, rec.loss, state.loss0)
-        bounded = rec.loss <= self.cfg.train.diverge_factor * loss0  # False for NaN/inf too
-        ok = alive & bounded & metrics.all_finite(params)
+        loss0 = jnp.where(state.step == 0, rec["loss"], state.loss0)
+        bounded = rec["loss"] <= self.cfg.train.diverge_factor * loss0  # False for NaN/inf too
+        ok = alive & bounded & metrics.all_finite((params, model_state))
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
         new_state = TrainState(
             params=keep(params, state.params),
+            model_state=keep(model_state, state.model_state),
             opt_state=keep(opt_state, state.opt_state),
             step=state.step + 1,
             diverged_at=jnp.where(alive & ~ok, state.step, state.diverged_at),
@@ -333,7 +373,7 @@ class Program:
     def finish(self, data, hp, key, state: TrainState) -> Record:
         """The Record of the final model (no update)."""
         x, y = self._batch(data, key, state.step)
-        _, rec = self.measure(data, state.params, x, y)
+        _, rec, _ = self.measure(data, state.params, x, y, state.model_state)
         return mask(rec, state.diverged_at < 0)
 
     def train(self, data, hp: Hparams, key: jax.Array) -> tuple[TrainState, Trajectory]:
@@ -350,10 +390,22 @@ def mask(tree, alive: jax.Array):
 
 
 def program(cfg: Config, data: data_lib.Data) -> Program:
+    """The Program of cfg on data; UserError for a config, model or metric it cannot run."""
     check_config(cfg)
     out_dim = cfg.model.out_dim or data.out_dim
     fn_token = activations.fingerprint((cfg.model.activation, cfg.model.head_activation))
-    return Program(cfg=cfg, in_dim=data.in_dim, out_dim=out_dim, fn_token=fn_token)
+    family = models.get(cfg.model.arch)
+    module = family.build(cfg, data.in_dim, out_dim)
+    models.check(cfg.model.arch, family, module, data.in_dim, out_dim)
+    return Program(
+        cfg=cfg,
+        in_dim=data.in_dim,
+        out_dim=out_dim,
+        fn_token=fn_token,
+        data_token=data_lib.fingerprint(data),
+        model_token=models.token(family, module),
+        metric_token=metrics.fingerprint(m.name for m in metrics.recorded(cfg, data.has_test)),
+    )
 
 
 def make_train(

@@ -1,4 +1,6 @@
 import os
 
-# Tests see one CPU device unless a test asks for more in a subprocess.
+# Tests see one CPU device unless a test asks for more in a subprocess: `import sigjax` would
+# otherwise give JAX one host device per core (sigjax._devices).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ["SIGJAX_HOST_DEVICES"] = "1"
