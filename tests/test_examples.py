@@ -24,3 +24,13 @@ def test_example_activation(capsys):
     for final in out["final"].values():
         assert final.shape == (2,) and np.all(np.isfinite(final))
     assert "critical sigma_w2" in capsys.readouterr().out
+
+
+def test_example_data_metric(capsys):
+    ds = _load("example_data_metric").main(["--steps", "20"])
+    # the registered per-layer metric is written like a bundled one: (…, step, layer)
+    assert ds.max_preact.dims[-2:] == ("step", "layer")
+    assert ds.sizes["layer"] == 4 and ds.sizes["step"] == ds.loss.sizes["step"]
+    assert np.all(np.isfinite(ds.max_preact.values)) and np.all(ds.max_preact.values >= 0)
+    assert ds.sizes["seed"] == 4 and list(ds.activation.values) == ["sigmoid", "tanh"]
+    assert "test MSE" in capsys.readouterr().out
