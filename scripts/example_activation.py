@@ -24,8 +24,8 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--out", default=None, help="also write a run directory here")
     args = p.parse_args(argv)
-    sigjax.register_activation("lecun_tanh", lecun_tanh)
-    critical = {a: float(theory.critical_sigma_w2(a, 0.0)) for a in ("sigmoid", "lecun_tanh")}
+    sigjax.register_activation("lecun", lecun_tanh)
+    critical = {a: float(theory.critical_sigma_w2(a, 0.0)) for a in ("sigmoid", "lecun")}
     for a, w in critical.items():
         chi = float(theory.chi_1(a, 1.0, 0.0))
         print(f"{a:11s} critical sigma_w2 {w:9.4f}   chi_1 at sigma_w2=1: {chi:.4f}")

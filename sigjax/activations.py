@@ -210,6 +210,7 @@ REGISTRY: dict[str, Activation] = {
         Activation("identity", lambda z: z, 1.0),
     ]
 }
+BUILTIN = tuple(REGISTRY)  # the names sigjax ships, before any user registers more
 ALIASES = {"swish": "silu", "linear": "identity", "centered_sigmoid": "centred_sigmoid"}
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import experiments
 from sigjax import results
@@ -27,6 +28,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two processes, each compiling its programs: about a minute
 def test_two_processes_equal_one(tmp_path):
     out = tmp_path / "run"
     args = [

@@ -19,7 +19,7 @@ def _load(name: str):
 def test_example_activation(capsys):
     out = _load("example_activation").main(["--steps", "20"])
     # phi(z) = a tanh(bz) at sigma_b2 = 0: q* = 0, so chi_1 = sigma_w2 (ab)^2 = 1
-    assert out["critical"]["lecun_tanh"] == pytest.approx(1 / (1.7159 * 2 / 3) ** 2, rel=1e-9)
+    assert out["critical"]["lecun"] == pytest.approx(1 / (1.7159 * 2 / 3) ** 2, rel=1e-9)
     assert out["critical"]["sigmoid"] == pytest.approx(103.0075539, rel=1e-8)
     for final in out["final"].values():
         assert final.shape == (2,) and np.all(np.isfinite(final))

@@ -41,6 +41,7 @@ def test_one_device_strategies_equal_plain_vmap(strategy, log_every):
     _assert_same(_group(cfg, strategy), _group(cfg, Strategy()))
 
 
+@pytest.mark.slow  # a subprocess with four host devices compiling every strategy
 def test_host_device_strategies_equal_plain_vmap_on_one_device(tmp_path):
     strategies = [Strategy(4, 0), Strategy(4, 1), Strategy(4, 2, unroll=2)]
     code = textwrap.dedent(f"""
