@@ -320,6 +320,9 @@ def describe(plans: list[GroupPlan], budget: int) -> str:
         )
         lines += [line(p) for p in plans[-ENDS:]]
     lines += [f"  [{i + 1}] {w}" for i, w in enumerate(whys)]
+    from sigjax import compile_cache
+
+    lines.append(f"  {compile_cache.state()}")
     return "\n".join(lines)
 
 

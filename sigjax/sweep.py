@@ -11,10 +11,12 @@ sweep resumes where it stopped and gives the same numbers as one that was never 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
 import jax
@@ -24,7 +26,7 @@ import xarray as xr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from sigjax import activations, checkpoint, config, grid, metrics, models, results, train
+from sigjax import activations, calibrate, checkpoint, config, grid, metrics, models, results, train
 from sigjax import data as data_lib
 from sigjax import plan as plan_lib
 from sigjax.config import Config, to_json
@@ -89,7 +91,9 @@ def run(
     cfg, datasets = with_data(cfg, axes, data)
     groups = check(cfg, axes)
     budget = max_memory or plan_lib.default_budget()
-    plans = make_plan(cfg, axes, budget, datasets)
+    plans = make_plan(cfg, axes, budget, datasets, measured=False)
+    if strategy is None and chunk_size is None:
+        plans = calibrated(plans, groups, datasets)  # times what is not measured yet
     if progress:
         tqdm.write(plan_lib.describe(plans, budget))
     records, walls = [], []
@@ -97,29 +101,47 @@ def run(
     bar = tqdm(
         total=total, unit="step", unit_scale=True, disable=not progress, desc="members x steps"
     )
-    for gi, (g, p) in enumerate(zip(groups, plans, strict=True)):
-        t0 = time.perf_counter()
-        done = store.load_group(gi, rows=grid.n_members(axes)) if store else None
-        if done is None:
-            data = _load(g.cfg.data, datasets)
-            prog = train.program(g.cfg, data)
-            done = run_group(
-                prog,
-                data,
-                g.members,
-                chunk_size=chunk_size or p.chunk,
-                strategy=strategy or p.strategy,
-                bar=bar,
-                store=store,
-                group=gi,
-                segments=segments,
-            )
-            if store:
-                store.save_group(gi, done)
-        else:
-            bar.update(grid.n_members(axes) * cfg.train.steps)
-        records.append(done)
-        walls.append(time.perf_counter() - t0)
+    ahead = Ahead(len(groups) > 1)
+    try:
+        for gi, (g, p) in enumerate(zip(groups, plans, strict=True)):
+            t0 = time.perf_counter()
+            done = store.load_group(gi, rows=grid.n_members(axes)) if store else None
+            if done is None:
+                ahead.wait(gi)  # its programs were compiled while the last group ran
+                data = _load(g.cfg.data, datasets)
+                prog = train.program(g.cfg, data)
+                nxt = gi + 1
+                if nxt < len(groups) and not (store and f"group-{nxt}" in store.entries):
+                    ng = groups[nxt]
+                    ndata = _load(ng.cfg.data, datasets)
+                    ahead.submit(
+                        nxt,
+                        train.program(ng.cfg, ndata),
+                        ndata,
+                        ng.members,
+                        chunk_size=chunk_size or plans[nxt].chunk,
+                        strategy=strategy or plans[nxt].strategy,
+                        segments=segments,
+                    )
+                done = run_group(
+                    prog,
+                    data,
+                    g.members,
+                    chunk_size=chunk_size or p.chunk,
+                    strategy=strategy or p.strategy,
+                    bar=bar,
+                    store=store,
+                    group=gi,
+                    segments=segments,
+                )
+                if store:
+                    store.save_group(gi, done)
+            else:
+                bar.update(grid.n_members(axes) * cfg.train.steps)
+            records.append(done)
+            walls.append(time.perf_counter() - t0)
+    finally:
+        ahead.close()
     bar.close()
     return results.to_dataset(
         cfg,
@@ -169,9 +191,11 @@ def make_plan(
     datasets: dict | None = None,
     *,
     data: data_lib.Data | None = None,
+    measured: bool = True,
 ) -> list[plan_lib.GroupPlan]:
     """The execution plan of a grid (loads each group's data to learn its shapes; a user's
-    `data` replaces cfg.data as in `run`)."""
+    `data` replaces cfg.data as in `run`), with the lax.map batches measured on this machine
+    where a run stored them (`measured`; nothing is timed here)."""
     if data is not None:
         cfg, datasets = with_data(cfg, axes, data)
     datasets = {} if datasets is None else datasets
@@ -182,7 +206,92 @@ def make_plan(
         n_test = d.x_test.shape[0] if d.has_test else 0
         out_dim = g.cfg.model.out_dim or d.out_dim
         dims[plan_lib.label(g, axes)] = (d.in_dim, out_dim, d.x_train.shape[0], n_test)
-    return plan_lib.make(cfg, axes, dims, budget, groups)
+    plans = plan_lib.make(cfg, axes, dims, budget, groups)
+    return calibrated(plans, groups, datasets, time_missing=False) if measured else plans
+
+
+CALIBRATION_STEPS = 8  # at least this many steps per timed run (whole log intervals)
+
+
+def calibrated(
+    plans: list[plan_lib.GroupPlan],
+    groups: Sequence[grid.Group],
+    datasets: dict,
+    *,
+    time_missing: bool = True,
+) -> list[plan_lib.GroupPlan]:
+    """The plans with each `lax.map` batch measured on this machine (`sigjax.calibrate`):
+    groups of one workload shape share one calibration, stored per shape and machine; a shape
+    not stored yet is timed now (`time_missing`) or keeps the cache model's batch."""
+    path = calibrate.store_path()
+    if path is None or jax.local_devices()[0].platform != "cpu":
+        return plans
+    n_dev = jax.local_device_count()
+    machine = calibrate.machine_key(n_dev, jax.local_devices()[0].device_kind)
+    out, done = [], {}
+    for g, p in zip(groups, plans, strict=True):
+        if not p.strategy.batch:
+            out.append(p)
+            continue
+        data = _load(g.cfg.data, datasets)
+        c = g.cfg
+        shape = (
+            data.in_dim,
+            c.model.out_dim or data.out_dim,
+            data.x_train.shape[0],
+            data.x_test.shape[0] if data.has_test else 0,
+            c.model.arch,
+            c.model.depth,
+            c.model.width,
+            c.optim.name,
+            dataclasses.replace(c.train, steps=0, loss_threshold=0.0),  # timing, not length
+        )
+        per_device = -(-p.chunk // n_dev)
+        key = calibrate.key_of(machine, calibrate.workload_key(shape, per_device))
+        if key not in done:
+            entry = calibrate.load(path, key)
+            if entry is None and not time_missing:
+                done[key] = None
+            elif entry is None:
+                prog = train.program(c, data)
+                n = min(prog.n_logs - 1, -(-CALIBRATION_STEPS // c.train.log_every))
+                best, times = calibrate.fastest(
+                    calibrate.candidates(p.strategy.batch, per_device),
+                    lambda b: _time_batch(prog, data, g.members, p, b, n),  # noqa: B023
+                )
+                entry = {"batch": best, "times": times, "steps": n * c.train.log_every}
+                calibrate.save(path, key, entry)
+            done[key] = entry
+        entry = done[key]
+        if entry is None:
+            out.append(p)
+            continue
+        strategy = dataclasses.replace(p.strategy, batch=entry["batch"])
+        if entry["batch"] >= per_device:
+            strategy = dataclasses.replace(strategy, batch=0)  # one vmap over all of them
+        why = f"{p.why}; {calibrate.summary(entry, p.strategy.batch)}"
+        out.append(dataclasses.replace(p, strategy=strategy, why=why))
+    return out
+
+
+def _time_batch(prog, data, members, p: plan_lib.GroupPlan, batch: int, n: int) -> float:
+    """Seconds of n log intervals of a chunk under the plan's strategy with lax.map batch
+    `batch` (compiled and run once first; the faster of two timed runs)."""
+    strategy = dataclasses.replace(p.strategy, batch=batch)
+    hp, seeds, size, _ = _chunking(prog, members, p.chunk, strategy)
+    sharding = member_sharding() if jax.local_device_count() > 1 else None
+    args = _chunk_args(hp, seeds, 0, size, sharding)
+    state = compiled(prog, p.strategy).init(data, *args)  # one init for every candidate
+    advance = compiled(prog, strategy).advance
+    state, rec = advance(data, *args, state, n)
+    jax.block_until_ready(rec)
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        state, rec = advance(data, *args, state, n)
+        jax.block_until_ready(rec)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def member_inputs(prog: train.Program, members: dict[str, np.ndarray]):
@@ -238,7 +347,7 @@ def compiled(prog: train.Program, strategy: plan_lib.Strategy = PLAIN) -> Compil
             return jax.lax.map(one, (hp, seeds, state), batch_size=strategy.batch)
         return jax.vmap(one)((hp, seeds, state))
 
-    advance = members
+    advance, last = members, jax.vmap(finish, in_axes=(None, 0, 0, 0))
     if strategy.devices > 1:
         mesh = Mesh(np.array(jax.local_devices()[: strategy.devices]), ("members",))
         split, whole = PartitionSpec("members"), PartitionSpec()
@@ -251,11 +360,21 @@ def compiled(prog: train.Program, strategy: plan_lib.Strategy = PLAIN) -> Compil
                 out_specs=split,
             )(data, hp, seeds, state)
 
+        # The final measurement runs the metrics, like `advance`: split explicitly too. Left to
+        # the partitioner, a LAPACK call (an NTK metric's eigendecomposition) cannot be split
+        # by members and is gathered across the host devices, and that gather hangs.
+        last = jax.shard_map(
+            jax.vmap(finish, in_axes=(None, 0, 0, 0)),
+            mesh=mesh,
+            in_specs=(whole, split, split, split),
+            out_specs=split,
+        )
+
     batched = partial(jax.vmap, in_axes=(None, 0, 0))
     return Compiled(
         init=jax.jit(batched(init), compiler_options=RUN_ONCE),
         advance=jax.jit(advance, static_argnums=4, donate_argnums=3),  # the state is replaced
-        finish=jax.jit(jax.vmap(finish, in_axes=(None, 0, 0, 0)), compiler_options=RUN_ONCE),
+        finish=jax.jit(last, compiler_options=RUN_ONCE),
     )
 
 
@@ -285,32 +404,17 @@ def run_group(
     With several JAX processes (`jax.distributed`), each trains a contiguous share of the
     members on its own devices and the shares are gathered, so every process returns all.
     """
-    hp, seeds = member_inputs(prog, members)
-    n_proc = jax.process_count()
-    if n_proc > 1:
-        share = -(-len(seeds) // n_proc)
-        idx = np.arange(share * jax.process_index(), share * (jax.process_index() + 1))
-        idx = np.minimum(idx, len(seeds) - 1)  # the last share is padded with its last member
-        hp, seeds = {k: v[idx] for k, v in hp.items()}, seeds[idx]
-    m = len(seeds)
-    n_dev = jax.local_device_count()
-    size = m if chunk_size is None else max(1, min(chunk_size, m))
-    size = -(-size // n_dev) * n_dev  # a multiple of the device count
-    strategy = strategy or plan_lib.Strategy(devices=n_dev)
-    if strategy.devices not in (1, n_dev):
-        raise ValueError(f"a strategy over {strategy.devices} devices, but {n_dev} are local")
+    hp, seeds, size, strategy = _chunking(prog, members, chunk_size, strategy)
+    m, n_proc = len(seeds), jax.process_count()
     fns = compiled(prog, strategy)
-    sharding = member_sharding() if n_dev > 1 else None
+    sharding = member_sharding() if jax.local_device_count() > 1 else None
     plan = segment_plan(prog.n_logs - 1, segments)
     outs = []
     for c, start in enumerate(range(0, m, size)):
         n_real = min(size, m - start)
         chunk = store.load_chunk(group, c, rows=size) if store else None
         if chunk is None:
-            idx = np.arange(start, start + size)
-            idx = np.where(idx < m, idx, 0)  # pad with member 0: same shapes, same program
-            args = ({k: v[idx] for k, v in hp.items()}, seeds[idx].astype(np.uint32))
-            args = jax.device_put(args, sharding) if sharding else jax.tree.map(jnp.asarray, args)
+            args = _chunk_args(hp, seeds, start, size, sharding)
             chunk = _run_chunk(prog, fns, data, args, plan, store, group, c, n_real, bar)
             if store:
                 store.save_chunk(group, c, chunk)
@@ -325,6 +429,107 @@ def run_group(
         n = len(members[next(iter(members))]) if members else 1
         out = {k: np.asarray(v).reshape(-1, *v.shape[2:])[:n] for k, v in gathered.items()}
     return out
+
+
+def _chunking(prog, members, chunk_size, strategy):
+    """(hp, seeds) of this process' members, the chunk size and the strategy of run_group."""
+    hp, seeds = member_inputs(prog, members)
+    n_proc = jax.process_count()
+    if n_proc > 1:
+        share = -(-len(seeds) // n_proc)
+        idx = np.arange(share * jax.process_index(), share * (jax.process_index() + 1))
+        idx = np.minimum(idx, len(seeds) - 1)  # the last share is padded with its last member
+        hp, seeds = {k: v[idx] for k, v in hp.items()}, seeds[idx]
+    m = len(seeds)
+    n_dev = jax.local_device_count()
+    size = m if chunk_size is None else max(1, min(chunk_size, m))
+    size = -(-size // n_dev) * n_dev  # a multiple of the device count
+    strategy = strategy or plan_lib.Strategy(devices=n_dev)
+    if strategy.devices not in (1, n_dev):
+        raise ValueError(f"a strategy over {strategy.devices} devices, but {n_dev} are local")
+    return hp, seeds, size, strategy
+
+
+def _chunk_args(hp, seeds, start: int, size: int, sharding):
+    """The (hparams, seeds) device arrays of the chunk of `size` members from `start`."""
+    idx = np.arange(start, start + size)
+    idx = np.where(idx < len(seeds), idx, 0)  # pad with member 0: same shapes, same program
+    args = ({k: v[idx] for k, v in hp.items()}, seeds[idx].astype(np.uint32))
+    return jax.device_put(args, sharding) if sharding else jax.tree.map(jnp.asarray, args)
+
+
+def precompile(
+    prog: train.Program,
+    data: data_lib.Data,
+    members: dict[str, np.ndarray],
+    *,
+    chunk_size: int | None = None,
+    strategy: plan_lib.Strategy | None = None,
+    segments: int = 10,
+) -> None:
+    """Compile every program `run_group` will call with these arguments, without running any:
+    ahead-of-time `lower(...).compile()` on the same jitted functions and argument shapes
+    and shardings fills the cache their calls look up, so run_group compiles nothing."""
+    hp, seeds, size, strategy = _chunking(prog, members, chunk_size, strategy)
+    fns = compiled(prog, strategy)
+    sharding = member_sharding() if jax.local_device_count() > 1 else None
+    args = _chunk_args(hp, seeds, 0, size, sharding)
+    init = fns.init.lower(data, *args).compile()
+    state = jax.eval_shape(fns.init, data, *args)
+    if sharding is not None:  # init's outputs are committed to its sharding (on one device: not)
+        state = _specs(state, init.output_shardings)
+    # the calls run_group makes, in its order: a segment program's output state may carry
+    # another (equivalent) sharding than init's, and the next call is keyed on it
+    seen = set()
+    for n in segment_plan(prog.n_logs - 1, segments):
+        key = (n, repr(jax.tree.map(lambda s: getattr(s, "sharding", None), state)))
+        if key in seen:
+            continue
+        seen.add(key)
+        exe = fns.advance.lower(data, *args, state, n).compile()
+        if sharding is not None:
+            state = _specs(state, exe.output_shardings[0])
+    fns.finish.lower(data, *args, state).compile()
+
+
+def _specs(tree, shardings):
+    """ShapeDtypeStructs of tree's arrays with these shardings (weak types kept)."""
+    return jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh, weak_type=s.weak_type),
+        tree,
+        shardings,
+    )
+
+
+class Ahead:
+    """Compiles the next group's programs in a background thread while this one runs.
+
+    XLA compiles with the GIL released, so a compile overlaps the running group's steps (and,
+    on a first group, its own compile). A failure here is dropped: the group's own run meets
+    it again and reports it where it belongs."""
+
+    def __init__(self, enabled: bool = True):
+        self._pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sigjax-compile")
+            if enabled
+            else None
+        )
+        self._pending: dict[int, Future] = {}
+
+    def submit(self, key: int, *args, **kwargs) -> None:
+        if self._pool is not None and key not in self._pending:
+            self._pending[key] = self._pool.submit(precompile, *args, **kwargs)
+
+    def wait(self, key: int) -> None:
+        """Block until the compile for `key` (if any) has finished."""
+        fut = self._pending.pop(key, None)
+        if fut is not None:
+            with contextlib.suppress(Exception):
+                fut.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _run_chunk(prog, fns, data, args, plan, store, group, c, n_real, bar) -> dict:

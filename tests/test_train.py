@@ -121,7 +121,9 @@ def test_one_compile_per_static_group(monkeypatch):
     # 18 members in 4 chunks of 5 per group, each in 3 segments of 2 log intervals
     ds = sweep.run(tiny(), axes, chunk_size=5, segments=3)
     expected = [(f, a) for a in ("tanh", "relu") for f in ("init", "advance", "finish")]
-    assert traces == expected
+    # each program traced once per group; the next group's compile runs ahead in a thread,
+    # so the order of the traces is not fixed
+    assert sorted(traces) == sorted(expected)
     assert ds.loss.shape[:4] == (2, 3, 2, 3)
 
 
