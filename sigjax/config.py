@@ -26,7 +26,9 @@ class ModelConfig:
     activation: str = "sigmoid"
     head_activation: str = "identity"  # applied to the output layer (the blog's net: sigmoid)
     out_dim: int | None = None  # None: taken from the data
-    arch: str = "mlp"  # model family (sigjax.models.register): mlp or a registered name
+    arch: str = "mlp"  # model family (sigjax.models.register): mlp, resmlp or a registered name
+    norm: str = "none"  # none, batch or layer: normalizes each hidden pre-activation (mlp, resmlp)
+    bn_momentum: float = 0.9  # batch norm running averages: r <- m r + (1 - m) batch value
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class InitConfig:
     scheme: str = "gaussian"  # see sigjax.initializers.SCHEMES
     sigma_w2: float = 1.0  # weight variance multiplier (traced): W = sqrt(sigma_w2) * base
     sigma_b2: float = 0.0  # bias variance (traced): b ~ N(0, sigma_b2)
+    residual_scale: float = 1.0  # resmlp's α in h <- h + α φ(norm(W h + b)) (traced)
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ DYNAMIC_KEYS = (
     "optim.warmup",
     "init.sigma_w2",
     "init.sigma_b2",
+    "init.residual_scale",
     "seed",
 )
 

@@ -5,9 +5,12 @@ the loss, the model and config, the data's test split) that returns a scalar, or
 array when declared `per_layer`. The engine computes the recorded metrics inside the compiled
 loop at logged steps, carries them in the trajectory by name and writes them to `results.nc`
 with dims (…, step) or (…, step, layer). Which are recorded: the bundled metrics that
-`train.record` names (`RECORD`), the test metrics when the data has a test split, and the
-registered names listed in `train.metrics`. Each entry carries a content `token` of its function
-(`activations.content_token`), which keys compiled programs and checkpoints.
+`train.record` names (`RECORD`), the test metrics when the data has a test split, the
+normalization parameters' gradient norms `grad_norm_scale`, `grad_norm_shift` (‖∂L/∂γ_l‖,
+‖∂L/∂β_l‖, NaN for a layer the family declares no normalization for) when `model.norm` is set
+and gradients are recorded, and the registered names listed in `train.metrics`. Each entry
+carries a content `token` of its function (`activations.content_token`), which keys compiled
+programs and checkpoints.
 
 All reductions are fixed-shape (masked sums, never boolean indexing), so recording them inside
 the compiled loop costs no recompilation.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -75,6 +79,14 @@ class Context:
         """The eval-mode output on the test split (computed once per step)."""
         return self.evaluate(self.data.x_test)
 
+    def shared(self, name: str, fn: Callable[[Context], Any]) -> Any:
+        """fn(self), computed once per step for every metric that asks for `name` (e.g. the
+        empirical NTK's spectrum, which ntk_max, ntk_min and ntk_cond share)."""
+        cache = self.__dict__.setdefault("_shared", {})  # frozen: fields only are refused
+        if name not in cache:
+            cache[name] = fn(self)
+        return cache[name]
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -106,11 +118,17 @@ def layer_norms(tree: Params, layers: Sequence[Layer] | None = None) -> tuple[ja
 
 
 def activation_stats(
-    inter: Intermediates, activation: str, head_activation: str
+    inter: Intermediates,
+    activation: str,
+    head_activation: str,
+    layers: Sequence[Layer] = (),
 ) -> dict[str, jax.Array]:
-    """Mean, std and saturated share of each layer's activations over batch and units."""
+    """Mean, std and saturated share of each layer's activations over batch and units (a
+    declared layer's own `activation`, e.g. a linear projection's identity, overrides)."""
     n = len(inter.pre)
-    acts = [activations.get(activation)] * (n - 1) + [activations.get(head_activation)]
+    names = [activation] * (n - 1) + [head_activation]
+    names = [ly.activation or a for ly, a in zip(layers, names, strict=True)] if layers else names
+    acts = [activations.get(a) for a in names]
     return {
         "act_mean": jnp.stack([a.mean() for a in inter.post]),
         "act_std": jnp.stack([a.std() for a in inter.post]),
@@ -141,6 +159,20 @@ def _grad_norm_bias(ctx: Context) -> jax.Array:
     return norms(ctx.biases(ctx.grads))  # ‖∂L/∂b_l‖₂
 
 
+def _grad_norm_scale(ctx: Context) -> jax.Array:
+    # ‖∂L/∂γ_l‖₂ of each layer's normalization scale, NaN for a layer without normalization
+    return norms(
+        [None if ly.scale is None else models.at(ctx.grads, ly.scale) for ly in ctx.layers]
+    )
+
+
+def _grad_norm_shift(ctx: Context) -> jax.Array:
+    # ‖∂L/∂β_l‖₂ of each layer's normalization shift
+    return norms(
+        [None if ly.shift is None else models.at(ctx.grads, ly.shift) for ly in ctx.layers]
+    )
+
+
 def _weight_norm(ctx: Context) -> jax.Array:
     return norms(ctx.weights())  # ‖W_l‖₂ (Frobenius)
 
@@ -157,7 +189,7 @@ def _saturation(ctx: Context) -> jax.Array:
     # share of units with |φ'(z)| < 4% of sup|φ'|; layer l's φ is model.activation, the last
     # layer's model.head_activation
     m = ctx.cfg.model
-    return activation_stats(ctx.inter, m.activation, m.head_activation)["saturation"]
+    return activation_stats(ctx.inter, m.activation, m.head_activation, ctx.layers)["saturation"]
 
 
 def _test_loss(ctx: Context) -> jax.Array:
@@ -180,9 +212,12 @@ REGISTRY: dict[str, Metric] = {
         Metric("saturation", _saturation, per_layer=True),
         Metric("test_loss", _test_loss),
         Metric("test_accuracy", _test_accuracy),
+        Metric("grad_norm_scale", _grad_norm_scale, per_layer=True),
+        Metric("grad_norm_shift", _grad_norm_shift, per_layer=True),
     ]
 }
 BUNDLED = tuple(REGISTRY)
+NORM_GRADS = ("grad_norm_scale", "grad_norm_shift")  # recorded with gradients under model.norm
 # train.record -> the bundled metrics it records (the test metrics follow the data instead)
 RECORD = {
     "all": BUNDLED[:7],
@@ -249,6 +284,8 @@ def recorded(cfg: Config, has_test: bool) -> list[Metric]:
         which.append("test_loss")
         if cfg.train.loss in losses.CLASSIFICATION:
             which.append("test_accuracy")
+    if cfg.model.norm != "none" and cfg.train.record != "loss":  # the norms' own gradients
+        which += list(NORM_GRADS)
     which += [n for n in requested(cfg) if n not in which]
     ordered = [n for n in BUNDLED if n in which] + [n for n in which if n not in BUNDLED]
     return [get(n) for n in ordered]
@@ -270,3 +307,7 @@ def compute(which: Iterable[Metric], ctx: Context) -> dict[str, jax.Array]:
 def fingerprint(names: Iterable[str]) -> str:
     """Short hash of the named metrics' tokens (order and repeats ignored)."""
     return activations.content_token(tuple(f"{n}={get(n).token}" for n in sorted(set(names))))
+
+
+# the curvature metrics (ntk_max, ntk_min, ntk_cond, sharpness) register themselves as built-ins
+from sigjax import curvature  # noqa: E402, F401

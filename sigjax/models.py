@@ -3,14 +3,24 @@
 A family (`ModelFamily`) builds a module from the config (`build`), draws its parameters and
 mutable state (`init`: the traced σ_w² / σ_b² scale the weights and biases it declares), runs it
 (`apply`: output, per-layer `Intermediates` and, in train mode, the updated state) and says which
-parameter arrays are each layer's weight and bias, in network order (`layers`). Metrics, the
-memory planner and the results ask `layers`, never parameter names. `Family` implements `init`
-and `apply` for any module whose `__call__(x, *, train)` returns (output, Intermediates), so a
-family of one's own needs `build` (and `layers`, unless its layers are Dense-like sub-dicts with
-a `kernel` whose paths sort in network order). `register(name, family)` adds one; `mlp` is built in.
+parameter arrays are each layer's weight and bias (and normalization scale and shift), in network
+order (`layers`). Metrics, the memory planner and the results ask `layers`, never parameter names.
+`Family` implements `init` and `apply` for any module whose `__call__(x, *, train)` returns
+(output, Intermediates), so a family of one's own needs `build` (and `layers`, unless its layers
+are Dense-like sub-dicts with a `kernel` whose paths sort in network order). `register(name,
+family)` adds one; `mlp` and `resmlp` (the modules of `sigjax.nets`) are built in.
 
-The MLP: Dense layers named `layer_1` … `layer_{depth+1}`; layer depth+1 is the output layer.
-Layer l computes z_l = a_{l-1} W_l + b_l and a_l = φ(z_l) (the head uses `head_activation`).
+Traced hyperparameters other than σ_w², σ_b² reach a module through its state: a family names
+them in its `hparams` attribute (last parts of `config.DYNAMIC_KEYS`, e.g. "residual_scale"),
+the engine passes their traced values to `init` as keywords, and `Family.init` stores them in
+the state's `hparams` collection, where the module reads them with
+`self.variable("hparams", name, default)`. So they are per member in a sweep, checkpointed with
+the state, and one compiled program serves every value. A family without `hparams` is called
+exactly as before.
+
+Built in (modules in `sigjax.nets`): `mlp`, Dense layers `layer_1` … `layer_{depth+1}` (the last
+is the output layer) with `norm_l` under `model.norm`; `resmlp`, layers proj, block_1 …
+block_depth, head, with h ← h + α·φ(norm(h W_l + b_l)) and α = `init.residual_scale`.
 """
 
 from __future__ import annotations
@@ -27,93 +37,29 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from sigjax import activations, initializers
-from sigjax.config import Config
+from sigjax import activations, nets
+from sigjax.config import DYNAMIC_KEYS, Config
 from sigjax.errors import UserError, one_line
+from sigjax.nets import MLP, Intermediates, ResMLP  # models.MLP etc. stay importable here
 
 Params = dict
 State = dict  # a module's mutable collections ({"batch_stats": …}); {} when it has none
-
-
-class Intermediates(NamedTuple):
-    """Per-layer arrays, a tuple over layers 1..depth+1, each (batch, width_l)."""
-
-    pre: tuple[jax.Array, ...]
-    post: tuple[jax.Array, ...]
-
-
-class MLP(nn.Module):
-    widths: tuple[int, ...]  # hidden widths
-    out_dim: int
-    activation: str
-    head_activation: str = "identity"
-    kernel_init: str = "gaussian"
-    bf16: bool = False  # matmul inputs in bfloat16; parameters and accumulation stay float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> tuple[jax.Array, Intermediates]:
-        del train  # no layer of the MLP behaves differently in training
-        kinit = initializers.get(self.kernel_init)
-        binit = jax.nn.initializers.normal(1.0)  # unit scale; the model rescales by sigma_b
-        pre, post = [], []
-        sizes = (*self.widths, self.out_dim)
-        for i, size in enumerate(sizes):
-            act = self.activation if i < len(self.widths) else self.head_activation
-            z = nn.Dense(
-                size,
-                kernel_init=kinit,
-                bias_init=binit,
-                dot_general=_bf16_dot if self.bf16 else None,
-                name=f"layer_{i + 1}",
-            )(x)
-            x = activations.get(act)(z)
-            pre.append(z)
-            post.append(x)
-        return x, Intermediates(tuple(pre), tuple(post))
-
-
-@jax.custom_vjp
-def _bf16_matmul(a: jax.Array, w: jax.Array) -> jax.Array:
-    """a @ w with bfloat16 inputs and float32 accumulation and result, gradients likewise."""
-    return jnp.matmul(a.astype(jnp.bfloat16), w.astype(jnp.bfloat16), preferred_element_type=F32)
-
-
-def _bf16_fwd(a, w):
-    a16, w16 = a.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
-    return jnp.matmul(a16, w16, preferred_element_type=F32), (a16, w16)
-
-
-def _bf16_bwd(res, g):
-    # Without this rule JAX's backward dots would mix a float32 cotangent with bfloat16
-    # operands and run in float32: the backward pass, two thirds of the work, is bf16 too.
-    a16, w16 = res
-    g16 = g.astype(jnp.bfloat16)
-    return (
-        jnp.matmul(g16, w16.T, preferred_element_type=F32),
-        jnp.matmul(a16.T, g16, preferred_element_type=F32),
-    )
-
-
-_bf16_matmul.defvjp(_bf16_fwd, _bf16_bwd)
-F32 = jnp.float32
-
-
-def _bf16_dot(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-    """nn.Dense's dot_general for (batch, in) @ (in, out), in bfloat16 (see _bf16_matmul)."""
-    if lhs.ndim != 2 or dimension_numbers != (((1,), (0,)), ((), ())):
-        raise ValueError("the bf16 matmul expects (batch, in) @ (in, out)")
-    return _bf16_matmul(lhs, rhs)
 
 
 # ----------------------------------------------------------------------------- the protocol
 
 
 class Layer(NamedTuple):
-    """Where one layer's arrays sit in the parameter tree (paths of dict keys)."""
+    """Where one layer's arrays sit in the parameter tree (paths of dict keys), and what it is."""
 
     name: str
     weight: tuple[str, ...]
     bias: tuple[str, ...] | None = None  # None: the layer has no bias
+    scale: tuple[str, ...] | None = None  # its normalization's scale γ (None: not normalized)
+    shift: tuple[str, ...] | None = None  # its normalization's shift β
+    # the nonlinearity it applies, for saturation; None: model.activation (the last layer:
+    # model.head_activation)
+    activation: str | None = None
 
 
 @runtime_checkable
@@ -132,7 +78,9 @@ class ModelFamily(Protocol):
         sigma_w2: jax.Array,
         sigma_b2: jax.Array,
     ) -> tuple[Params, State]:
-        """Parameters (declared weights × sqrt(sigma_w2), biases × sqrt(sigma_b2)) and state."""
+        """Parameters (declared weights × sqrt(sigma_w2), biases × sqrt(sigma_b2)) and state.
+
+        A family with an `hparams` attribute also takes those traced values as keywords."""
         ...
 
     def apply(
@@ -149,11 +97,14 @@ class ModelFamily(Protocol):
 class Family:
     """A model family over a linen module: subclasses give `build` (and maybe `layers`).
 
-    `init` draws the module's variables on a (1, in_dim) input in eval mode and scales the
-    declared weights and biases; `apply` runs it with the state's collections mutable in train
-    mode. The default `layers`: every sub-dict with a `kernel` (the weight) and maybe a `bias`,
-    in natural order of their paths (Dense_2 before Dense_10).
+    `init` draws the module's variables on a (1, in_dim) input in eval mode, scales the
+    declared weights and biases and puts the traced `hparams` it is given into the state;
+    `apply` runs it with the state's collections mutable in train mode. The default `layers`:
+    every sub-dict with a `kernel` (the weight) and maybe a `bias`, in natural order of their
+    paths (Dense_2 before Dense_10).
     """
+
+    hparams: tuple[str, ...] = ()  # traced hyperparameters `init` takes (see the module doc)
 
     def build(self, cfg: Config, in_dim: int, out_dim: int) -> nn.Module:
         raise NotImplementedError(f"{type(self).__name__} must define build(cfg, in_dim, out_dim)")
@@ -165,9 +116,13 @@ class Family:
         in_dim: int,
         sigma_w2: jax.Array,
         sigma_b2: jax.Array,
+        **hparams: jax.Array,
     ) -> tuple[Params, State]:
         variables = dict(module.init(key, jnp.zeros((1, in_dim)), train=False))
         params = variables.pop("params", {})
+        if hparams:
+            given = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+            variables[nets.HPARAMS] = {**variables.get(nets.HPARAMS, {}), **given}
         return scale(params, self.layers(params), sigma_w2, sigma_b2), variables
 
     def apply(
@@ -201,10 +156,62 @@ class MLPFamily(Family):
             head_activation=m.head_activation,
             kernel_init=cfg.init.scheme,
             bf16=cfg.train.precision == "bf16",
+            **norm_options(cfg),
         )
 
     def layers(self, params: Params) -> list[Layer]:
-        return [Layer(n, (n, "kernel"), (n, "bias")) for n in layer_names(params)]
+        return [_dense_layer(params, n, f"norm_{n.split('_')[1]}") for n in layer_names(params)]
+
+
+class ResMLPFamily(Family):
+    """The residual MLP: projection, model.depth residual blocks of model.width, output layer;
+    α = init.residual_scale reaches the module traced, through the state."""
+
+    hparams = ("residual_scale",)
+
+    def build(self, cfg: Config, in_dim: int, out_dim: int) -> ResMLP:
+        m = cfg.model
+        return ResMLP(
+            width=m.width,
+            depth=m.depth,
+            out_dim=out_dim,
+            activation=m.activation,
+            head_activation=m.head_activation,
+            kernel_init=cfg.init.scheme,
+            bf16=cfg.train.precision == "bf16",
+            **norm_options(cfg),
+        )
+
+    def layers(self, params: Params) -> list[Layer]:
+        blocks = sorted((n for n in params if n.startswith("block_")), key=_natural)
+        return [
+            _dense_layer(params, "proj", "", activation="identity"),
+            *(_dense_layer(params, n, f"norm_{n.split('_')[1]}") for n in blocks),
+            _dense_layer(params, "head", ""),
+        ]
+
+
+def _dense_layer(params: Params, name: str, norm: str, activation: str | None = None) -> Layer:
+    """The Layer of Dense `name` (bias if it has one) and of its normalization `norm` if any."""
+    scaled = norm in params and "scale" in params[norm]
+    return Layer(
+        name,
+        (name, "kernel"),
+        (name, "bias") if "bias" in params[name] else None,
+        (norm, "scale") if scaled else None,
+        (norm, "bias") if scaled and "bias" in params[norm] else None,
+        activation,
+    )
+
+
+def norm_options(cfg: Config) -> dict[str, Any]:
+    """The built-in modules' normalization fields from cfg.model (UserError for bad values)."""
+    m = cfg.model
+    if m.norm not in nets.NORMS:
+        raise UserError(f"unknown model.norm {m.norm!r}; choose from {', '.join(nets.NORMS)}")
+    if not 0 <= m.bn_momentum < 1:
+        raise UserError(f"model.bn_momentum must be in [0, 1), got {m.bn_momentum:g}")
+    return {"norm": m.norm, "bn_momentum": m.bn_momentum}
 
 
 def _natural(path: tuple[str, ...]) -> list:
@@ -290,11 +297,18 @@ def check(arch: str, family: ModelFamily, module: nn.Module, in_dim: int, out_di
             f"{what}: the intermediates hold {len(pre)} pre-activations and {len(post)} "
             f"activations, but layers(params) declares {len(layers)} layers"
         )
+    traced = {k.split(".")[-1] for k in DYNAMIC_KEYS if k != "seed"}
+    unknown = [h for h in getattr(family, "hparams", ()) if h not in traced]
+    if unknown:
+        raise UserError(
+            f"{what}: hparams names {unknown[0]!r}, not a traced hyperparameter; choose from "
+            f"{', '.join(sorted(traced))}"
+        )
 
 
 # ----------------------------------------------------------------------------- the registry
 
-_REGISTRY: dict[str, ModelFamily] = {"mlp": MLPFamily()}
+_REGISTRY: dict[str, ModelFamily] = {"mlp": MLPFamily(), "resmlp": ResMLPFamily()}
 _TOKENS: dict[str, str] = {}
 
 
@@ -444,8 +458,9 @@ def apply(model: nn.Module, params: Params, x: jax.Array) -> tuple[jax.Array, In
 
 
 def layer_names(params: Params) -> list[str]:
-    """The MLP's layer names in network order (layer_1, layer_2, …, not lexicographic)."""
-    return sorted(params, key=lambda n: int(n.split("_")[1]))
+    """The MLP's Dense layer names in network order (layer_1, layer_2, …, not lexicographic;
+    its normalizations norm_l are not layers of their own)."""
+    return sorted((n for n in params if n.startswith("layer_")), key=lambda n: int(n.split("_")[1]))
 
 
 _REGISTRY_MLP = MLPFamily()

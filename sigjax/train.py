@@ -207,6 +207,7 @@ def check_hparams(values: dict[str, Any]) -> None:
         "warmup": (0, True),
         "sigma_w2": (0, True),
         "sigma_b2": (0, True),
+        "residual_scale": (0, True),
         "seed": (0, True),
     }
     for name, v in values.items():
@@ -275,8 +276,15 @@ class Program:
         return optim.make(o.name, hp, schedule=o.schedule, steps=self.cfg.train.steps)
 
     def init(self, hp: Hparams, key: jax.Array) -> TrainState:
+        # the traced values a family names in `hparams` (resmlp: residual_scale) go to its init
+        named = {k: hp[k] for k in getattr(self.family, "hparams", ())}
         params, model_state = self.family.init(
-            self.model, jax.random.fold_in(key, 0), self.in_dim, hp["sigma_w2"], hp["sigma_b2"]
+            self.model,
+            jax.random.fold_in(key, 0),
+            self.in_dim,
+            hp["sigma_w2"],
+            hp["sigma_b2"],
+            **named,
         )
         return TrainState(
             params=params,
