@@ -218,6 +218,8 @@ def summary_table(ds: xr.Dataset, threshold: float) -> pd.DataFrame:
         "rate": convergence_rate(ds),
         "diverged_at": ds.diverged_at,
     }
+    if "eos_at" in ds:  # recorded with train.metrics=sharpness (-1: never at 2/lr)
+        cols["eos_at"] = ds.eos_at
     if "grad_norm" in ds:  # not recorded with train.record=loss
         cols["grad_ratio_init"] = grad_ratio(ds).isel(step=0, drop=True)
         cols["grad_ratio_final"] = grad_ratio(ds).isel(step=-1, drop=True)

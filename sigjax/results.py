@@ -93,6 +93,10 @@ def to_dataset(
         **provenance(),
         **(extra_attrs or {}),
     }
+    if "sharpness" in ds:  # the edge-of-stability flag per member (sigjax.curvature.eos_at)
+        from sigjax import curvature
+
+        ds["eos_at"] = curvature.eos_at(ds.sharpness, ds["lr"] if "lr" in ds else cfg.optim.lr)
     return ds
 
 
