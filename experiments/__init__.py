@@ -25,6 +25,8 @@ BUILTIN = {
     "phase_diagram": "experiments.phase_diagram",
     "gradient_propagation": "experiments.gradient_propagation",
     "trainability": "experiments.trainability",
+    "remedies": "experiments.remedies",
+    "convergence_rates": "experiments.convergence_rates",
 }
 STUDIES: dict = dict(BUILTIN)  # name -> module path (built in) or Study (registered)
 DEFAULT = "sigmoid_convergence"
