@@ -1,8 +1,10 @@
 """Glorot & Bengio (AISTATS 2010), "Understanding the difficulty of training deep feedforward
 neural networks", on MNIST-1D and digits (and local MNIST when $SIGJAX_DATA_DIR has it).
 
-Their setup: 5 hidden layers, softmax + negative log-likelihood, SGD on minibatches of 10, the
-learning rate tuned per model, biases 0, and two initialisations: "standard" U[±1/√n_in] and
+Their setup: 5 hidden layers of 1000 units for Table 1 (4 for the sigmoid network of their
+Fig. 2, the one that slowly desaturates; with 5 it never does), softmax + negative
+log-likelihood, SGD on minibatches of 10 for about 5 million updates, the learning rate tuned
+per model on a validation set, biases 0, and two initialisations: "standard" U[±1/√n_in] and
 "normalized" U[±√6/√(n_in + n_out)], for the sigmoid, tanh and softsign. Here every
 (dataset, activation) pair is one compiled program whose members are every (init scheme,
 learning rate, seed): the init scheme only changes the initial weights, so both schemes share
@@ -16,13 +18,16 @@ Measured, for every member:
   layer's activations on 300 fixed test examples, at init and after every log interval;
 - distributions at init and after training (Fig. 6–8): per-layer variances and histograms of the
   activations, of the back-propagated gradients ∂ℓ/∂z_l (per example) and of the weight
-  gradients ∂L/∂W_l, on the same 300 examples.
+  gradients ∂L/∂W_l, on the same 300 examples; and each layer's average singular value of its
+  Jacobian ∂h_l/∂h_{l-1} (their Sec. 4.2.2), on the first N_JAC of them.
 
 The learning rate of each (dataset, variant) is the one with the lowest mean final validation
 error (rates within one percentage point of it tie, and the lower validation loss breaks the
-tie); Table 1's analogue reports the test error at that rate, mean ± std over seeds. The quick
-setting (the default) is width 64 and 1500 steps; `--full` is their width 1000, 20000 steps,
-depth 4 and 5, more rates and seeds, and MNIST when $SIGJAX_DATA_DIR/mnist exists.
+tie); Table 1's analogue reports the test error at that rate, mean ± std over seeds, and each
+ordering claim of the paper with a Welch t-test (or bootstrap interval) over the seeds. The
+quick setting (the default) is width 64, depth 4 and 15000 steps; `--full` is their width
+1000, 100000 steps, depth 4 and 5, more rates and seeds, and MNIST when $SIGJAX_DATA_DIR/mnist
+exists.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from sigjax import (
     models,
     plotting,
     probed_sweep,
+    probes,
     train,
 )
 from sigjax import data as data_lib
@@ -52,6 +58,9 @@ from sigjax.study import Study
 ACTIVATIONS = ("sigmoid", "tanh", "softsign")
 SCHEMES = ("standard", "normalized")
 N_PROBE = 300  # fixed test examples for activation trajectories and distributions (as theirs)
+# examples for the layer-Jacobian spectra: each gives min(n_in, n_out) singular values, so a few
+# suffice, and one SVD per example and layer stays cheap at width 1000
+N_JAC = 20
 VAL_FRACTION = 8  # the last 1/8 of the training set is the validation split
 ACT_BINS = np.linspace(-1.0, 1.0, 61)
 GRAD_RANGE = 4.0  # gradient histograms span ±4 std of the top hidden layer's values
@@ -101,26 +110,10 @@ def forward(params, x, activation: str, head_activation: str = "identity", shift
     return x, pre, post
 
 
-def _density(values: jax.Array, edges: np.ndarray) -> jax.Array:
-    """Normalised histogram (a density over the bins; values outside count in no bin)."""
-    nb = len(edges) - 1
-    lo, hi = float(edges[0]), float(edges[-1])
-    v = values.ravel()
-    idx = jnp.clip(jnp.floor((v - lo) / (hi - lo) * nb).astype(jnp.int32), 0, nb - 1)
-    inside = (v >= lo) & (v <= hi)
-    counts = jnp.zeros(nb).at[idx].add(inside.astype(jnp.float32))
-    return counts / (v.size * (hi - lo) / nb)
-
-
 def probe_stats(prog: train.Program, params, x) -> dict[str, jax.Array]:
     """Mean, std, 2nd and 98th percentiles of each layer's activations on x: (n_layers,) each."""
     _, _, post = forward(params, x, prog.cfg.model.activation, prog.cfg.model.head_activation)
-    return {
-        "probe_mean": jnp.stack([a.mean() for a in post]),
-        "probe_std": jnp.stack([a.std() for a in post]),
-        "probe_p02": jnp.stack([jnp.percentile(a, 2.0) for a in post]),
-        "probe_p98": jnp.stack([jnp.percentile(a, 98.0) for a in post]),
-    }
+    return {f"probe_{k}": v for k, v in probes.quantile_stats(post).items()}
 
 
 def distributions(prog: train.Program, params, x, y) -> dict[str, jax.Array]:
@@ -129,6 +122,8 @@ def distributions(prog: train.Program, params, x, y) -> dict[str, jax.Array]:
 
     Gradient histograms are in units of the top hidden layer's std (the output layer's for a
     net without hidden layers), so that the layers share one axis as in the paper's figures.
+    "jac_sv" is each layer's average singular value of ∂h_l/∂h_{l-1} (their Sec. 4.2.2) over
+    the first N_JAC examples of x.
     """
     act, head = prog.cfg.model.activation, prog.cfg.model.head_activation
     loss_fn = losses.get(prog.cfg.train.loss)
@@ -140,16 +135,20 @@ def distributions(prog: train.Program, params, x, y) -> dict[str, jax.Array]:
 
     gz = jax.grad(summed)([jnp.zeros_like(z) for z in pre])
     gw_tree = jax.grad(lambda p: loss_fn(forward(p, x, act, head)[0], y))(params)
-    gw = [gw_tree[n]["kernel"] for n in models.layer_names(params)]
+    names = models.layer_names(params)
+    gw = [gw_tree[n]["kernel"] for n in names]
+    kernels = [params[n]["kernel"] for n in names]
+    acts = [act] * (len(names) - 1) + [head]
     top = max(len(pre) - 2, 0)
     sz, sw = gz[top].std() + 1e-30, gw[top].std() + 1e-30
     return {
         "var_act": jnp.stack([a.var() for a in post]),
         "var_backprop": jnp.stack([g.var() for g in gz]),
         "var_wgrad": jnp.stack([g.var() for g in gw]),
-        "hist_act": jnp.stack([_density(a, ACT_BINS) for a in post]),
-        "hist_backprop": jnp.stack([_density(g / sz, GRAD_BINS) for g in gz]),
-        "hist_wgrad": jnp.stack([_density(g / sw, GRAD_BINS) for g in gw]),
+        "hist_act": jnp.stack([probes.density(a, ACT_BINS) for a in post]),
+        "hist_backprop": jnp.stack([probes.density(g / sz, GRAD_BINS) for g in gz]),
+        "hist_wgrad": jnp.stack([probes.density(g / sw, GRAD_BINS) for g in gw]),
+        "jac_sv": probes.mean_jacobian_svs(kernels, [z[:N_JAC] for z in pre], acts),
     }
 
 
@@ -171,7 +170,9 @@ CONFIG = config.replace(
     {
         "data.name": "mnist1d",
         "data.seed": 42,  # the canonical MNIST-1D; the digits split with the same seed
-        "model.depth": 5,
+        # 4 hidden layers: the depth of their Fig. 2 sigmoid network, which desaturates (their
+        # 5-layer sigmoid network never does)
+        "model.depth": 4,
         "model.width": 64,
         "model.activation": "sigmoid",
         "model.head_activation": "identity",
@@ -181,8 +182,10 @@ CONFIG = config.replace(
         "optim.name": "sgd",
         "train.loss": "softmax_ce",
         "train.batch_size": 10,
-        "train.steps": 1500,
-        "train.log_every": 50,
+        # long enough for the depth-4 sigmoid to leave its plateau on digits (it does between
+        # steps 3000 and 15000, seed by seed, at lr 1)
+        "train.steps": 15000,
+        "train.log_every": 500,
         "train.loss_threshold": 1.0,
     },
 )
@@ -190,15 +193,15 @@ GRID = {
     "data.name": ("mnist1d", "digits"),
     "model.activation": ACTIVATIONS,
     "init.scheme": SCHEMES,
-    "optim.lr": (0.03, 0.1, 0.3, 1.0),
-    "seed": tuple(range(8)),
+    "optim.lr": (0.1, 0.3, 1.0),
+    "seed": tuple(range(6)),
 }
-FULL = (
-    {"model.width": 1000, "train.steps": 20000, "train.log_every": 500},
+FULL = (  # their width; still 1/50 of their ~5 million updates
+    {"model.width": 1000, "train.steps": 100000, "train.log_every": 2000},
     {
         "data.name": ("mnist1d", "digits", *(("mnist",) if local_mnist_available() else ())),
         "model.depth": (4, 5),
-        "optim.lr": (0.003, 0.01, 0.03, 0.1, 0.3),
+        "optim.lr": (0.01, 0.03, 0.1, 0.3, 1.0),
         "seed": tuple(range(10)),
     },
 )
@@ -214,6 +217,7 @@ TAILS = {
     "hist_act": ("when", "layer", "abin"),
     "hist_backprop": ("when", "layer", "gbin"),
     "hist_wgrad": ("when", "layer", "gbin"),
+    "jac_sv": ("when", "layer"),
     "final_test_error": (),
     "final_test_loss": (),
 }
@@ -356,13 +360,121 @@ def table(ds: xr.Dataset) -> list[dict]:
     return rows
 
 
-def _markdown(rows: list[dict], ds: xr.Dataset) -> str:
+def seed_errors(ds: xr.Dataset) -> xr.DataArray:
+    """Test error (%) of every seed at its variant's best learning rate (NaN: diverged)."""
+    return at_best(ds.final_test_error, best_lr(ds)) * 100
+
+
+N_BOOT = 10000  # bootstrap resamples of the seeds (a fixed NumPy stream: the same every run)
+
+
+def welch_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided Welch t-test p-value of mean(a) = mean(b), over the finite values (NaN when
+    either side has fewer than 2 values or both are constant)."""
+    from scipy import stats
+
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if min(len(a), len(b)) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+        return float("nan")
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def gain_interval(
+    std_a, norm_a, std_b, norm_b, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(estimate, lo, hi) of (mean std_a − mean norm_a) − (mean std_b − mean norm_b): how much
+    more activation a gains from normalized init than b, with a percentile bootstrap interval
+    (each of the four groups of seeds resampled on its own)."""
+    rng = np.random.default_rng(seed)
+    groups = [np.asarray(g, float)[np.isfinite(g)] for g in (std_a, norm_a, std_b, norm_b)]
+    means = [rng.choice(g, (N_BOOT, len(g))).mean(1) for g in groups]
+    boot = (means[0] - means[1]) - (means[2] - means[3])
+    est = (groups[0].mean() - groups[1].mean()) - (groups[2].mean() - groups[3].mean())
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return float(est), float(lo), float(hi)
+
+
+def claims(ds: xr.Dataset) -> list[dict]:
+    """The paper's ordering claims, tested over seeds at each variant's best learning rate, per
+    setting: normalized beats standard (per activation), the best model beats the runner-up
+    (Welch p-values, errors in %), and softsign gains less from normalized init than tanh
+    (bootstrap 95 % interval of the difference of the two gains)."""
+    err = seed_errors(ds)
+    acts = ds.activation.values.tolist()
+    schemes = ds.scheme.values.tolist()
+    out = []
+    for setting in _settings(ds):
+        e = err.sel(setting)
+
+        def seeds(act, scheme, e=e):
+            return e.sel(activation=act, scheme=scheme).values
+
+        row = {**setting}
+        if "normalized" in schemes and "standard" in schemes:
+            for act in acts:
+                s, n = seeds(act, "standard"), seeds(act, "normalized")
+                out.append(
+                    row
+                    | {
+                        "claim": f"{variant(act, 'normalized')} < {act}",
+                        "difference": float(np.nanmean(s) - np.nanmean(n)),
+                        "p_value": welch_p(s, n),
+                    }
+                )
+            if {"tanh", "softsign"} <= set(acts):
+                est, lo, hi = gain_interval(
+                    seeds("tanh", "standard"),
+                    seeds("tanh", "normalized"),
+                    seeds("softsign", "standard"),
+                    seeds("softsign", "normalized"),
+                )
+                out.append(
+                    row
+                    | {
+                        "claim": "gain(tanh) > gain(softsign)",
+                        "difference": est,
+                        "ci_low": lo,
+                        "ci_high": hi,
+                    }
+                )
+        ranked = sorted(
+            ((np.nanmean(seeds(a, sc)), a, sc) for a in acts for sc in schemes),
+            key=lambda t: np.inf if np.isnan(t[0]) else t[0],
+        )
+        if len(ranked) > 1:
+            (m1, a1, s1), (m2, a2, s2) = ranked[:2]
+            out.append(
+                row
+                | {
+                    "claim": f"{variant(a1, s1)} best (vs {variant(a2, s2)})",
+                    "difference": float(m2 - m1),
+                    "p_value": welch_p(seeds(a1, s1), seeds(a2, s2)),
+                }
+            )
+    return out
+
+
+def _depths(ds: xr.Dataset, cfg: Config) -> str:
+    """'4 hidden layers', or '4 and 5 hidden layers (a column each)' for a depth axis."""
+    if "depth" in ds.dims:
+        d = ds.depth.values.tolist()
+        listed = ", ".join(map(str, d[:-1])) + f" and {d[-1]}" if len(d) > 1 else f"{d[0]}"
+        return f"{listed} hidden layers (a column each)"
+    return f"{cfg.model.depth} hidden layers"
+
+
+def _p(p: float) -> str:
+    return "n/a (constant)" if np.isnan(p) else f"{p:.2g}"
+
+
+def _markdown(rows: list[dict], ds: xr.Dataset, tests: list[dict]) -> str:
     settings = [_label(s) for s in _settings(ds)]
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     cfg = config.from_dict(json.loads(ds.attrs["config"]))
+    n_seeds = ds.sizes.get("seed", 1)
     lines = [
         f"Test error (%) at each variant's best learning rate (chosen on the validation split), "
-        f"mean ± std over seeds; {cfg.model.depth} hidden layers of width {cfg.model.width}, "
+        f"mean ± std over {n_seeds} seeds; {_depths(ds, cfg)} of width {cfg.model.width}, "
         f"SGD with minibatches of {cfg.train.batch_size}, {cfg.train.steps} steps. "
         "'-N': normalized initialisation.",
         "",
@@ -378,7 +490,33 @@ def _markdown(rows: list[dict], ds: xr.Dataset) -> str:
                 cell += f", {r['n_diverged']} diverged"
             cells.append(cell)
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    if tests:
+        lines += [
+            "",
+            "Ordering claims over the seeds above: difference of mean test errors (points; "
+            "positive: the claim's direction), two-sided Welch t-test p-value, or for the gain "
+            "comparison a bootstrap 95 % interval.",
+            "",
+            "| setting | claim | difference | test |",
+            "|---|---|---|---|",
+        ]
+        for t in tests:
+            test = (
+                f"95 % CI [{t['ci_low']:.1f}, {t['ci_high']:.1f}]"
+                if "ci_low" in t
+                else f"p = {_p(t['p_value'])}"
+            )
+            setting = _label({k: t[k] for k in _settings(ds)[0]})
+            lines.append(f"| {setting} | {t['claim']} | {t['difference']:+.1f} | {test} |")
     return "\n".join(lines) + "\n"
+
+
+def jacobian_svs(ds: xr.Dataset) -> xr.DataArray:
+    """Average singular value of the hidden-to-hidden layer Jacobians ∂h_l/∂h_{l-1} (l = 2 ..
+    depth) at init, mean over seeds (the first learning rate: init does not depend on it)."""
+    sv = ds.jac_sv.sel(when="init", drop=True).isel(lr=0, drop=True)
+    hidden = (sv.layer >= 2) & (sv.layer <= ds.n_layers.isel(lr=0, drop=True) - 1)
+    return sv.where(hidden).mean(["layer", "seed"])
 
 
 def gradient_ratios(ds: xr.Dataset) -> xr.Dataset:
@@ -401,7 +539,10 @@ def report(ds: xr.Dataset, out: Path) -> dict:
 
     pd.DataFrame(rows).to_csv(out / "table.csv", index=False)
     note = _figure_settings(ds)[1]
-    (out / "table.md").write_text(_markdown(rows, ds) + (f"\nNote: {note}.\n" if note else ""))
+    tests = claims(ds)
+    pd.DataFrame(tests).to_csv(out / "claims.csv", index=False)
+    md = _markdown(rows, ds, tests)
+    (out / "table.md").write_text(md + (f"\nNote: {note}.\n" if note else ""))
     ratios = gradient_ratios(ds)
     _fig_activations(ds, out)
     _fig_distributions(ds, out)
@@ -417,9 +558,14 @@ def report(ds: xr.Dataset, out: Path) -> dict:
             }
             for r in rows
         },
+        "claims": [
+            {k: (v.item() if isinstance(v, np.generic) else v) for k, v in t.items()} for t in tests
+        ],
         "first_over_top_hidden_variance_at_init": {},
+        "mean_layer_jacobian_singular_value_at_init": {},
         "sigmoid_top_layer_mean_activation": {},
     }
+    sv = jacobian_svs(ds)
     for s in _settings(ds):
         r0 = ratios.sel(s).sel(when="init")
         for act in ds.activation.values.tolist():
@@ -429,6 +575,8 @@ def report(ds: xr.Dataset, out: Path) -> dict:
                 head["first_over_top_hidden_variance_at_init"][key] = {
                     k: float(one[k]) for k in ("var_backprop", "var_wgrad", "var_act")
                 }
+                one_sv = sv.sel(s).sel(activation=act, scheme=scheme)
+                head["mean_layer_jacobian_singular_value_at_init"][key] = float(one_sv)
         if "sigmoid" in ds.activation.values and "standard" in ds.scheme.values:
             one = _trajectory(ds, s, "sigmoid", "standard")
             top = int(one.n_layers) - 1
@@ -618,9 +766,10 @@ def _fig_val_error(ds, out):
 STUDY = Study(
     name="glorot2010",
     description=(
-        "Glorot & Bengio 2010: sigmoid/tanh/softsign, standard vs normalized init, 5 hidden "
+        "Glorot & Bengio 2010: sigmoid/tanh/softsign, standard vs normalized init, 4 hidden "
         "layers, SGD batch 10 on MNIST-1D and digits: activation trajectories, per-layer "
-        "distributions, Table 1 analogue; table.md, figures/"
+        "distributions, layer-Jacobian singular values, Table 1 analogue with Welch tests; "
+        "table.md, claims.csv, figures/"
     ),
     config=CONFIG,
     grid=GRID,

@@ -59,7 +59,10 @@ def test_backprop_variance_shrinks_toward_the_input_with_standard_init_only():
     y = jnp.asarray(rng.integers(0, 10, 64), jnp.int32)
     data = data_lib.Data(x_train=x, y_train=y, n_classes=10)
     progs = [
-        train.program(config.replace(g10.CONFIG, {"model.width": 32, "init.scheme": s}), data)
+        train.program(
+            config.replace(g10.CONFIG, {"model.width": 32, "model.depth": 5, "init.scheme": s}),
+            data,
+        )
         for s in ("standard", "normalized")
     ]
     hp = train.hparams_of(progs[0].cfg)
