@@ -33,9 +33,9 @@ import xarray as xr
 
 from experiments import _extra
 from sigjax import config, grid, plotting, results, theory
-from sigjax import theory_numerics as nm
 from sigjax.config import Config
 from sigjax.study import Study
+from sigjax.theory_grid import chaotic_corr, mean_field_grid  # noqa: F401
 
 ACTIVATIONS = ("tanh", "sigmoid", "erf", "softsign")
 # Glorot & Bengio's two initialisations as mean-field variances (equal widths, zero biases)
@@ -55,104 +55,6 @@ FULL = {
     "init.sigma_w2": [float(v) for v in np.logspace(-1, 3, 161)],
     "init.sigma_b2": [float(v) for v in np.linspace(0.0, 2.0, 61)],
 }
-
-# ---------------------------------------------------------------- fast chaotic c*, χ_c
-
-_FEATURES = np.array([0.0] + [s * 2.0**k for k in range(-2, 5) for s in (-1.0, 1.0)])
-
-
-def _nodes(mu: np.ndarray, sd: np.ndarray, order: int, t_max: float = 8.0, panels: int = 8):
-    """Gauss-Legendre nodes/weights for E f(X), X ~ N(mu, sd²), shape broadcast + (M,).
-
-    Panels: `panels` equal ones in t = (x - mu)/sd on [-t_max, t_max], split further at φ's own
-    scale (x = 0, ±¼ … ±16) so that a narrow φ' (the sigmoid at q* ~ 100) is resolved.
-    """
-    mu, sd = np.broadcast_arrays(np.asarray(mu, float), np.asarray(sd, float))
-    xg, wg = np.polynomial.legendre.leggauss(order)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = (_FEATURES - mu[..., None]) / sd[..., None]
-    t = np.clip(np.nan_to_num(t, nan=-t_max), -t_max, t_max)
-    fixed = np.broadcast_to(np.linspace(-t_max, t_max, panels + 1), mu.shape + (panels + 1,))
-    edges = np.sort(np.concatenate([fixed, t], axis=-1), axis=-1)
-    a, b = edges[..., :-1, None], edges[..., 1:, None]
-    tn = 0.5 * (a + b) + 0.5 * (b - a) * xg
-    w = 0.5 * (b - a) * wg * nm.gauss_pdf(tn)
-    x = mu[..., None, None] + sd[..., None, None] * tn
-    shape = mu.shape + (tn.shape[-2] * order,)
-    return x.reshape(shape), w.reshape(shape)
-
-
-def _pair(p: nm.Phi, q: np.ndarray, c: np.ndarray, order: int):
-    """(E[φ(u1)φ(u2)], E[φ'(u1)φ'(u2)]) for u1, u2 ~ N(0, q) with correlation c (1-D arrays)."""
-    sd = np.sqrt(q)
-    x1, w1 = _nodes(np.zeros_like(q), sd, order)
-    s2 = (sd * np.sqrt(np.maximum(1.0 - c**2, 0.0)))[:, None]
-    x2, w2 = _nodes(c[:, None] * x1, np.broadcast_to(s2, x1.shape), order)
-    ff = np.sum(w1 * p.f(x1) * np.sum(w2 * p.f(x2), -1), -1)
-    dd = np.sum(w1 * p.d1(x1) * np.sum(w2 * p.d1(x2), -1), -1)
-    return ff, dd
-
-
-def chaotic_corr(
-    activation: str,
-    sigma_w2: np.ndarray,
-    sigma_b2: np.ndarray,
-    q_star: np.ndarray,
-    order: int = 8,
-    chunk: int = 64,
-    tol: float = 1e-12,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(c*, χ_c) at chaotic points (χ₁ > 1, finite q* > 0), 1-D arrays of equal length.
-
-    g(c) = cmap(c) - c is convex on [0, 1] (the c-map's Hermite expansion has nonnegative
-    coefficients), g(1) = 0 and g'(1) = χ₁ - 1 > 0, so Newton's method started at c = 0 climbs
-    monotonically to the stable root c* in [0, 1) (c* = 0 when g(0) = 0, e.g. odd φ, σ_b² = 0).
-    Each step needs E[φφ] (the map) and E[φ'φ'] (its slope, σ_w² E[φ'φ'] = χ_c at c*).
-    """
-    p = nm.phi(activation)
-    w, b, q = (np.asarray(v, float).ravel() for v in (sigma_w2, sigma_b2, q_star))
-    c_out, chi_out = np.zeros(w.size), np.zeros(w.size)
-    for s in range(0, w.size, chunk):
-        sl = slice(s, s + chunk)
-        ww, bb, qq = w[sl], b[sl], q[sl]
-        c = np.zeros(ww.size)
-        todo = np.arange(ww.size)
-        for _ in range(80):
-            ff, dd = _pair(p, qq[todo], c[todo], order)
-            g = (ww[todo] * ff + bb[todo]) / qq[todo] - c[todo]
-            slope = ww[todo] * dd - 1.0
-            step = np.where(slope < 0, -g / np.where(slope < 0, slope, -1.0), 0.0)
-            new = np.clip(c[todo] + np.maximum(step, 0.0), 0.0, 1.0 - 1e-15)
-            moved = np.abs(new - c[todo]) > tol
-            c[todo] = new
-            todo = todo[moved]
-            if todo.size == 0:
-                break
-        _, dd = _pair(p, qq, c, order)
-        c_out[sl], chi_out[sl] = c, ww * dd
-    return c_out, chi_out
-
-
-def mean_field_grid(activation: str, sigma_w2, sigma_b2) -> dict[str, np.ndarray]:
-    """q*, χ₁, c*, χ_c, ξ_c, ξ_q on broadcast(σ_w², σ_b²) (the fast chaotic solver inside)."""
-    w, b = np.broadcast_arrays(np.asarray(sigma_w2, float), np.asarray(sigma_b2, float))
-    shape, w, b = w.shape, w.ravel(), b.ravel()
-    p = nm.phi(activation)
-    q = theory.q_star(activation, w, b)
-    # χ₁ = σ_w² E[φ'(√q* z)²], as theory.chi_1 computes it, without solving for q* twice
-    chi1 = w * nm.gauss_expect(lambda x: p.d1(x) ** 2, np.maximum(q, nm.Q_FLOOR), p.kinks)
-    c = np.ones_like(w)
-    chi_c = chi1.copy()
-    hot = (chi1 > 1) & np.isfinite(q) & (q > 0)
-    if hot.any():
-        c[hot], chi_c[hot] = chaotic_corr(activation, w[hot], b[hot], q[hot])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xi_c = np.where(chi_c >= 1 - 1e-15, np.inf, -1.0 / np.log(chi_c))
-        slope = theory.length_map_slope(activation, q, w)
-        xi_q = np.where(slope >= 1 - 1e-15, np.inf, -1.0 / np.log(slope))
-    out = {"q_star": q, "chi_1": chi1, "c_star": c, "chi_c": chi_c, "xi_c": xi_c, "xi_q": xi_q}
-    return {k: np.reshape(v, shape) for k, v in out.items()}
-
 
 # ---------------------------------------------------------------- compute
 
@@ -256,27 +158,84 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def contour_label_spots(
+    w: np.ndarray, b: np.ndarray, xi: np.ndarray, levels, crit_w: np.ndarray
+) -> list[tuple[float, float, float]]:
+    """(σ_w², σ_b², level): where to write each ξ_c contour's value so that no two labels, and
+    no label and the critical line, overlap.
+
+    ξ_c diverges on the critical line, so the contours crowd against it from both sides (an
+    inline `clabel` piles their labels up there). Each level is labelled once on each side of
+    the line, on the grid row nearest its own height (levels staggered from bottom to top,
+    else the next nearest row), at a crossing of that row at least a label's half width from
+    the line and clear of the labels already placed; a branch with no such spot goes unlabelled.
+    Positions are judged in axes fractions (log σ_w², linear σ_b²) on the grid xi (len(b),
+    len(w)); crit_w (len(b),) is the critical σ_w² of each row (NaN: none).
+    """
+    lw = np.log10(w)
+    u_of = lambda x: (np.log10(x) - lw[0]) / (lw[-1] - lw[0])  # noqa: E731
+    v = (b - b[0]) / (b[-1] - b[0]) if len(b) > 1 else np.zeros(len(b))
+    levels = list(levels)
+    placed: list[tuple[float, float, float, float, float]] = []  # (x, y, level, u, v)
+    for k, level in enumerate(levels):
+        target = 0.15 + 0.7 * k / max(len(levels) - 1, 1)
+        for side in (-1, 1):  # ordered (left of the critical line), chaotic (right)
+            for i in np.argsort(np.abs(v - target), kind="stable"):
+                if not 0.1 <= v[i] <= 0.95:  # clear of the Glorot markers at σ_b² = 0
+                    continue
+                row = np.log(np.where(np.isfinite(xi[i]), xi[i], 1e6)) - np.log(level)
+                cross = np.flatnonzero(np.sign(row[:-1]) * np.sign(row[1:]) < 0)
+                uc = u_of(crit_w[i]) if np.isfinite(crit_w[i]) else np.nan
+                spot = None
+                for j in cross:
+                    t = row[j] / (row[j] - row[j + 1])
+                    x = 10 ** (lw[j] + t * (lw[j + 1] - lw[j]))
+                    u = u_of(x)
+                    if not 0.05 <= u <= 0.95:
+                        continue
+                    if np.isfinite(uc) and (np.sign(u - uc) != side or abs(u - uc) < 0.035):
+                        continue
+                    if not np.isfinite(uc) and side > 0:
+                        continue  # no critical line: one branch, labelled once
+                    if any(abs(u - pu) < 0.08 and abs(v[i] - pv) < 0.09 for *_, pu, pv in placed):
+                        continue
+                    spot = (float(x), float(b[i]), float(level), u, float(v[i]))
+                    break
+                if spot is not None:
+                    placed.append(spot)
+                    break
+    return [(x, y, level) for x, y, level, _, _ in placed]
+
+
 def _figure(ds: xr.Dataset, out: Path, dpi: int = 100) -> None:
     acts = [str(a) for a in ds.activation.values]
     ncols = min(2, len(acts))
     nrows = -(-len(acts) // ncols)
-    fig, axes = plotting.subplots(nrows, ncols, size=(4.6, 3.4))
+    fig, axes = plotting.subplots(nrows, ncols, size=(3.05, 2.2), sharex=True, sharey=True)
     w, b = ds.sigma_w2.values, ds.sigma_b2.values
     mesh = None
     for ax, act in zip(axes.flat, acts, strict=False):
         sub = ds.sel(activation=act)
         logchi = np.log10(sub.chi_1.values)
+        b_fine = np.linspace(b.min(), b.max(), 101) if len(b) > 1 else b
         if len(w) > 1 and len(b) > 1:
             mesh = ax.pcolormesh(
                 w, b, logchi, cmap="RdBu_r", vmin=-2, vmax=2, shading="nearest", rasterized=True
             )
             xi = np.where(np.isfinite(sub.xi_c.values), sub.xi_c.values, 1e6)
-            cs = ax.contour(w, b, xi, levels=XI_LEVELS, colors="k", linewidths=0.6, alpha=0.6)
-            ax.clabel(cs, fontsize=6, fmt="ξ=%g")
-        b_fine = np.linspace(b.min(), b.max(), 101) if len(b) > 1 else b
-        ax.plot(
-            theory.critical_sigma_w2(act, b_fine), b_fine, "k-", lw=2, label="critical line χ₁ = 1"
-        )
+            ax.contour(w, b, xi, levels=XI_LEVELS, colors="k", linewidths=0.5, alpha=0.7)
+            ax.plot([], [], "k-", lw=0.5, alpha=0.7, label="ξ_c contours (layers)")
+            crit_rows = theory.critical_sigma_w2(act, b)
+            for x, y, level in contour_label_spots(w, b, xi, XI_LEVELS, crit_rows):
+                ax.text(
+                    x,
+                    y,
+                    f"{level:g}",
+                    ha="center",
+                    va="center",
+                    bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.8},
+                )
+        ax.plot(theory.critical_sigma_w2(act, b_fine), b_fine, "k-", lw=1.8, label="χ₁ = 1")
         for init, marker in zip(GLOROT, ("^", "s"), strict=True):
             g = sub.sel(init=init)
             ax.plot(
@@ -285,10 +244,11 @@ def _figure(ds: xr.Dataset, out: Path, dpi: int = 100) -> None:
                 marker,
                 color="gold",
                 mec="k",
-                ms=8,
+                mew=0.6,
+                ms=6,
                 clip_on=False,
                 zorder=5,
-                label=f"Glorot {init} (χ₁ = {float(g.glorot_chi_1):.2g})",
+                label=f"Glorot {init} (σ_w² = {float(g.init_sigma_w2):.2g})",
             )
         crit0 = float(sub.critical_sigma_w2[0])
         ax.set(
@@ -296,15 +256,17 @@ def _figure(ds: xr.Dataset, out: Path, dpi: int = 100) -> None:
             xlim=(w.min(), w.max()),
             ylim=(b.min(), b.max()),
             title=f"{act}: σ_w²* = {crit0:.4g} at σ_b² = {b[0]:g}",
-            xlabel="σ_w² (weight variance × fan-in)",
-            ylabel="σ_b²",
         )
-        ax.legend(fontsize=6, loc="upper left")
+    for ax in axes[-1]:
+        ax.set_xlabel("σ_w² (weight variance × fan-in)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("σ_b²")
     for ax in axes.flat[len(acts) :]:
         ax.set_visible(False)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=0.8, w_pad=0.8)
+    plotting.fig_legend(fig, axes.flat[:1], ncol=4)
     if mesh is not None:
-        cbar = fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
+        cbar = fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.85, pad=0.02, aspect=30)
         cbar.set_label("log₁₀ χ₁ (per-layer factor of ‖gradient‖²)")
     plotting.save(fig, out, "phase_diagram", dpi)
 

@@ -278,20 +278,15 @@ def _crit_gap(p: Phi, q: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(np.abs(gap) <= noise, 0.0, gap)
 
 
-def critical_point(activation: str, sigma_b2: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """(σ_w², q*) on the critical line χ₁ = 1 at each σ_b² ≥ 0 (arrays of σ_b²'s shape).
+def _critical_roots(p: Phi, b: np.ndarray, q_start: np.ndarray):
+    """(σ_w², q*, marginal) at each σ_b² in the 1-D b, before the attracting check.
 
-    At a critical point q* = σ_w² E[φ²] + σ_b² and σ_w² E[φ'²] = 1, so q* solves
-    q - E[φ(√q z)²]/E[φ'(√q z)²] = σ_b² (first root on a log grid, refined) and σ_w² = 1/E[φ'²].
-    Without a finite root χ₁ reaches 1 only as q* → ∞: σ_w² = 2/(a₋² + a₊²), q* = inf (relu or
-    identity with σ_b² > 0, softplus). nan where no stable critical point exists: the root is a
-    repelling fixed point of the length map (silu, gelu at small σ_b², where χ₁ jumps across 1 as
-    q* escapes to ∞), or σ_b² is beyond 1e14 for a bounded φ.
+    marginal: the critical gap is zero on the whole q grid (relu, leaky_relu, identity at
+    σ_b² = 0, where the critical length map is the identity): every q is a fixed point, and
+    q* = q_start, as `q_star` returns there.
     """
-    p = phi(activation)
-    b = _variances(0.0, sigma_b2)[1]
-    shape, b = b.shape, b.ravel()
     gap = _crit_gap(p, _Q_GRID[None, :], b[:, None])
+    marginal = np.all(gap == 0, axis=1)
     cross = (gap[:, :-1] < 0) & (gap[:, 1:] >= 0)
     q = np.where(gap[:, 0] >= 0, 0.0, np.inf)  # no crossing: a root below the grid, or none
     i = np.flatnonzero(cross.any(axis=1))
@@ -313,14 +308,95 @@ def critical_point(activation: str, sigma_b2: ArrayLike) -> tuple[np.ndarray, np
 
         lo, hi = np.log(nm.Q_FLOOR), np.log(_Q_GRID[0])
         q[j] = np.exp(nm.solve(f0, lo, hi, g0, gap[j, 0], 0.0, 1e-15))
+    q[marginal] = np.maximum(q_start[marginal], 0.0)
     with np.errstate(divide="ignore"):
-        w = 1.0 / _chi(p, q, np.ones_like(q))
+        w = 1.0 / _chi(p, np.where(marginal, 1.0, q), np.ones_like(q))
     w[~np.isfinite(w)] = np.nan
-    # Keep only attracting critical points: iterating from just above q* must come back to χ₁ = 1.
+    return w, q, marginal
+
+
+def _attracting(p: Phi, w: np.ndarray, b: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """True where iterating the length map from just above q* comes back to χ₁ = 1."""
+    out = np.zeros(w.shape, bool)
     k = np.flatnonzero(np.isfinite(q) & np.isfinite(w))
     back = _chi(p, _q_star(p, w[k], b[k], q[k] * 1.01 + 1e-6), w[k])
-    w[k[~(np.abs(back - 1) <= 1e-6)]] = np.nan
+    out[k] = np.abs(back - 1) <= 1e-6
+    out[np.isinf(q) & np.isfinite(w)] = True  # χ₁ → 1 as q* → ∞ (relu with σ_b² > 0, softplus)
+    return out
+
+
+def critical_point(
+    activation: str, sigma_b2: ArrayLike, q_start: ArrayLike = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(σ_w², q*) on the critical line χ₁ = 1 at each σ_b² ≥ 0 (arrays of σ_b²'s shape).
+
+    At a critical point q* = σ_w² E[φ²] + σ_b² and σ_w² E[φ'²] = 1, so q* solves
+    q - E[φ(√q z)²]/E[φ'(√q z)²] = σ_b² (first root on a log grid, refined) and σ_w² = 1/E[φ'²].
+    Without a finite root χ₁ reaches 1 only as q* → ∞: σ_w² = 2/(a₋² + a₊²), q* = inf (relu or
+    identity with σ_b² > 0, softplus). Where every q is a fixed point (relu, leaky_relu,
+    identity at σ_b² = 0: the critical length map is the identity) q* = q_start, the value
+    `q_star` and `mean_field` return there. nan where no stable critical point exists: the root
+    is a repelling fixed point of the length map (silu, gelu at small σ_b²; `edge_of_chaos`
+    gives it anyway), or σ_b² is beyond 1e14 for a bounded φ.
+    """
+    p = phi(activation)
+    _, b, q0 = _variances(0.0, sigma_b2, q_start)
+    shape, b, q0 = b.shape, b.ravel(), q0.ravel()
+    w, q, _ = _critical_roots(p, b, q0)
+    # Keep only attracting critical points: iterating from just above q* must come back to χ₁ = 1.
+    w[~_attracting(p, w, b, q)] = np.nan
     return w.reshape(shape), q.reshape(shape)
+
+
+@dataclass(frozen=True)
+class EdgeOfChaos:
+    """The χ₁ = 1 fixed point at each σ_b², attracting or not (arrays of σ_b²'s shape)."""
+
+    sigma_w2: np.ndarray  # 1/E[φ'(√q* z)²]; nan where no fixed point has χ₁ = 1
+    q_star: np.ndarray
+    slope: np.ndarray  # the length map's slope at q* (> 1: repelling; nan at q* = inf)
+    attracting: np.ndarray  # bool: iterating the length map from near q* returns to it
+    marginal: np.ndarray  # bool: every q is a fixed point (q* = q_start; relu at σ_b² = 0)
+
+
+def edge_of_chaos(activation: str, sigma_b2: ArrayLike, q_start: ArrayLike = 1.0) -> EdgeOfChaos:
+    """The edge-of-chaos curve as Hayou et al. (2019) draw it: (σ_w², q*) with χ₁ = 1 at a
+    fixed point q* of the length map, whether or not that fixed point attracts.
+
+    `critical_point` keeps only the attracting ones. For silu and gelu the curve exists for
+    every σ_b² > 0 but its fixed point repels (slope > 1) below `attracting_from`: a network
+    started near it moves away, and χ₁ jumps across 1 as q* escapes to ∞ instead.
+    """
+    p = phi(activation)
+    _, b, q0 = _variances(0.0, sigma_b2, q_start)
+    shape, b, q0 = b.shape, b.ravel(), q0.ravel()
+    w, q, marginal = _critical_roots(p, b, q0)
+    slope = np.full(w.shape, np.nan)
+    k = np.flatnonzero(np.isfinite(q) & np.isfinite(w))
+    slope[k] = length_map_slope(activation, q[k], w[k])
+    att = _attracting(p, w, b, q)
+    return EdgeOfChaos(*(v.reshape(shape) for v in (w, q, slope, att, marginal)))
+
+
+def attracting_from(activation: str, sigma_b2_max: float = 100.0, tol: float = 1e-6) -> float:
+    """The smallest σ_b² in [0, sigma_b2_max] from which the edge of chaos attracts (bisection
+    to `tol`, assuming one switch from repelling to attracting): 0 when it attracts already at
+    σ_b² = 0, nan when it never does up to sigma_b2_max."""
+    p = phi(activation)
+
+    def ok(b: float) -> bool:
+        w, q, _ = _critical_roots(p, np.array([b]), np.array([1.0]))
+        return bool(_attracting(p, w, np.array([b]), q)[0])
+
+    if ok(0.0):
+        return 0.0
+    if not ok(sigma_b2_max):
+        return float("nan")
+    lo, hi = 0.0, sigma_b2_max
+    while hi - lo > tol * max(hi, 1e-3):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
 
 
 def critical_sigma_w2(activation: str, sigma_b2: ArrayLike) -> np.ndarray:

@@ -37,6 +37,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     c = sub.add_parser("critical", help="the sigma_w2 with chi_1 = 1 at one sigma_b2")
     _activation(c)
     c.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance (default 0)")
+    c.add_argument(
+        "--q-start",
+        type=float,
+        default=1.0,
+        help="first layer's pre-activation variance; sets q* only where every q is a fixed "
+        "point (relu at sigma_b2 = 0), as in `point` (default 1)",
+    )
     c.set_defaults(func=_run_critical)
 
     pt = sub.add_parser("point", help="q*, c*, chi_1, chi_c, xi_q, xi_c and the phase")
@@ -73,15 +80,43 @@ def _num(x: float) -> str:
     return f"{x:.12g}"
 
 
+def _repelling(activation: str, sigma_b2: float) -> str:
+    """Why there is no stable critical point: where the edge-of-chaos curve is and where it
+    attracts ('' when there is no fixed point with chi_1 = 1 at all)."""
+    e = theory.edge_of_chaos(activation, sigma_b2)
+    if not math.isfinite(float(e.sigma_w2)):
+        return ""
+    b0 = theory.attracting_from(activation)
+    where = (
+        f"it attracts for sigma_b2 >= {b0:.4g}"
+        if math.isfinite(b0)
+        else "it attracts nowhere up to sigma_b2 = 100"
+    )
+    return (
+        f": the edge-of-chaos curve (chi_1 = 1 at a fixed point of the length map, as Hayou et "
+        f"al. 2019 draw it) passes through sigma_w2 = {float(e.sigma_w2):.6g} with "
+        f"q* = {float(e.q_star):.6g}, but that fixed point repels (length-map slope "
+        f"{float(e.slope):.4g}{' > 1' if e.slope > 1 else '; it moves away from above'}), "
+        f"so a network started near it does not stay; {where}"
+    )
+
+
 def _run_critical(args: argparse.Namespace) -> int:
-    w, q = theory.critical_point(args.activation, args.sigma_b2)
+    if not math.isfinite(args.q_start) or args.q_start < 0:
+        raise UserError(f"--q-start must be a finite variance >= 0, got {args.q_start:g}")
+    w, q = theory.critical_point(args.activation, args.sigma_b2, args.q_start)
     w, q = float(w), float(q)
     if math.isnan(w):
+        why = _repelling(args.activation, args.sigma_b2) or (
+            " (chi_1 never equals 1 at an attracting fixed point)"
+        )
         raise UserError(
-            f"{args.activation} has no stable critical point at sigma_b2 = {args.sigma_b2:g} "
-            "(chi_1 never equals 1 at an attracting fixed point; see docs/theory.md)"
+            f"{args.activation} has no stable critical point at sigma_b2 = {args.sigma_b2:g}"
+            f"{why} (see docs/theory.md)"
         )
     note = "q* = inf: chi_1 reaches 1 only as q* grows without bound" if math.isinf(q) else ""
+    if bool(theory.edge_of_chaos(args.activation, args.sigma_b2).marginal):
+        note = "(= --q-start: at the critical sigma_w2 every q is a fixed point)"
     print(f"# {args.activation}, sigma_b2 = {args.sigma_b2:g}: q* = {_num(q)}  {note}".rstrip())
     print("# critical sigma_w2 (chi_1 = 1):")
     print(_num(w))
@@ -109,14 +144,23 @@ def _run_line(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.sigma_b2_max) and args.sigma_b2_max > 0):
         raise UserError(f"--sigma-b2-max must be a finite variance > 0, got {args.sigma_b2_max:g}")
     b, w = theory.critical_line(args.activation, args.sigma_b2_max, args.points)
+    if np.any(np.isnan(w)):
+        b0 = theory.attracting_from(args.activation)
+        eoc = theory.edge_of_chaos(args.activation, b[np.isnan(w)])
+        why = (
+            f"; the edge-of-chaos fixed point (chi_1 = 1) exists there but repels, and "
+            f"attracts from sigma_b2 = {b0:.4g} on"
+            if np.all(np.isfinite(eoc.sigma_w2)) and np.isfinite(b0)
+            else ""
+        )
     if np.all(np.isnan(w)):
         raise UserError(
             f"{args.activation} has no stable critical point for sigma_b2 in "
-            f"[0, {args.sigma_b2_max:g}] (see docs/theory.md)"
+            f"[0, {args.sigma_b2_max:g}]{why} (see docs/theory.md)"
         )
     print(f"# critical line of {args.activation}: chi_1 = 1")
     if np.any(np.isnan(w)):
-        print("# nan: no stable critical point at that sigma_b2")
+        print(f"# nan: no stable critical point at that sigma_b2{why}")
     print(f"{'sigma_b2':>14s} {'sigma_w2':>18s}")
     for bi, wi in zip(b, w, strict=True):
         print(f"{_num(bi):>14s} {_num(wi):>18s}")

@@ -440,3 +440,89 @@ def _crit_w(q: float) -> float:
         lambda z: d(np.sqrt(q) * z) ** 2 * stats.norm.pdf(z), -12, 12, epsabs=0, epsrel=1e-13
     )[0]
     return 1.0 / e
+
+
+# ----------------------------------------------------------------------------- issue 15
+
+
+@pytest.mark.parametrize("name, w", [("relu", 2.0), ("identity", 1.0)])
+def test_marginal_critical_point_is_q_start_in_critical_and_point(name, w, capsys):
+    # at σ_b² = 0 the critical length map of a homogeneous φ is the identity (σ_w² E[φ²] = q)
+    q = np.array([0.3, 1.0, 7.5])
+    np.testing.assert_allclose(theory.length_map(name, q, w, 0.0), q, rtol=1e-13)
+    for q0 in q:
+        cw, cq = theory.critical_point(name, 0.0, q_start=q0)
+        assert float(cw) == pytest.approx(w, rel=1e-12) and float(cq) == q0
+        mf = theory.mean_field(name, float(cw), 0.0, q_start=q0)
+        assert float(mf.q_star) == q0 and float(mf.chi_1) == pytest.approx(1.0, abs=1e-12)
+    # σ_b² > 0 still has q* = ∞ (the critical map is q + σ_b²)
+    assert np.isinf(theory.critical_point(name, 0.5)[1])
+    assert _cli(["theory", "critical", "--activation", name, "--sigma-b2", "0"]) == 0
+    head, _, last = capsys.readouterr().out.strip().splitlines()
+    assert "q* = 1 " in head and "every q is a fixed point" in head
+    assert float(last) == pytest.approx(w)
+    argv = ["theory", "point", "--activation", name, "--sigma-w2", last, "--json"]
+    assert _cli(argv) == 0
+    assert json.loads(capsys.readouterr().out)["q_star"] == 1.0
+
+
+def _iterate(name, q, w, b, n):
+    for _ in range(n):
+        q = theory.length_map(name, q, w, b)
+    return q
+
+
+@pytest.mark.parametrize("name", ["silu", "gelu"])
+def test_edge_of_chaos_exists_for_silu_gelu_and_attracts_past_a_bias(name):
+    b = np.array([0.05, 0.1, 0.3, 0.6, 1.0, 2.0])
+    e = theory.edge_of_chaos(name, b)
+    assert np.all(np.isfinite(e.sigma_w2)) and np.all(np.isfinite(e.q_star))
+    # a fixed point of the length map with χ₁ = 1
+    np.testing.assert_allclose(
+        theory.length_map(name, e.q_star, e.sigma_w2, b), e.q_star, rtol=1e-9
+    )
+    chi = e.sigma_w2 * nm.gauss_expect(lambda x: nm.phi(name).d1(x) ** 2, e.q_star)
+    np.testing.assert_allclose(chi, 1.0, rtol=1e-9)
+    # the slope against a central difference of the length map
+    h = 1e-5 * e.q_star
+    fd = (
+        theory.length_map(name, e.q_star + h, e.sigma_w2, b)
+        - theory.length_map(name, e.q_star - h, e.sigma_w2, b)
+    ) / (2 * h)
+    np.testing.assert_allclose(e.slope, fd, rtol=1e-6)
+    # attracting exactly where the slope is below 1, and critical_point keeps exactly those
+    np.testing.assert_array_equal(e.attracting, e.slope < 1)
+    cw = theory.critical_sigma_w2(name, b)
+    np.testing.assert_array_equal(np.isfinite(cw), e.attracting)
+    np.testing.assert_allclose(cw[e.attracting], e.sigma_w2[e.attracting], rtol=1e-12)
+    # by iteration: 300 layers from 1 % above q* move towards it, or away
+    q = _iterate(name, 1.01 * e.q_star, e.sigma_w2, b, 300)
+    np.testing.assert_array_equal(np.abs(q / e.q_star - 1) < 0.005, e.attracting)
+    # the switch: the slope crosses 1 at attracting_from
+    b0 = theory.attracting_from(name)
+    assert 0.05 < b0 < 1.0
+    lo, hi = theory.edge_of_chaos(name, [b0 * 0.98, b0 * 1.02]).slope
+    assert lo > 1 > hi
+    assert np.isnan(theory.critical_sigma_w2(name, b0 * 0.98))
+    assert np.isfinite(theory.critical_sigma_w2(name, b0 * 1.02))
+
+
+def test_edge_of_chaos_of_tanh_is_its_critical_line():
+    b = np.array([0.0, 0.05, 0.5])
+    e = theory.edge_of_chaos("tanh", b)
+    np.testing.assert_allclose(e.sigma_w2, theory.critical_sigma_w2("tanh", b), rtol=1e-12)
+    assert np.all(e.attracting) and theory.attracting_from("tanh") == 0.0
+
+
+def test_cli_says_where_the_silu_edge_of_chaos_is_and_where_it_attracts():
+    e = theory.edge_of_chaos("silu", 0.1)
+    b0 = theory.attracting_from("silu")
+    argv = ["theory", "critical", "--activation", "silu", "--sigma-b2", "0.1"]
+    with pytest.raises(UserError) as err:
+        _cli(argv)
+    msg = str(err.value)
+    assert "no stable critical point" in msg and "\n" not in msg
+    assert f"sigma_w2 = {float(e.sigma_w2):.6g}" in msg and "repels" in msg
+    assert f"attracts for sigma_b2 >= {b0:.4g}" in msg
+    with pytest.raises(UserError, match=f"attracts from sigma_b2 = {b0:.4g}"):
+        _cli(["theory", "line", "--activation", "silu", "--sigma-b2-max", "0.3"])

@@ -234,3 +234,117 @@ def test_gradient_propagation_quick_default_matches_theory(tmp_path):
     gap = t.log_chi_1_std**2 / 2
     assert np.all(np.abs(t.log_chi_1_meas - t.log_chi_1_pred) < 4 * t.log_chi_1_sem + 2 * gap)
     assert np.all(np.abs(t.log_mean_ratio - t.log_chi_1_pred) < 0.03)
+
+
+# ---------------------------------------------------------------- trainability analysis
+
+
+def test_trainability_validation_split_is_held_out_of_training():
+    from sigjax import data as data_lib
+
+    full = data_lib.load(tr.CONFIG.data)
+    split = tr.split_validation(full)
+    n, k = full.x_train.shape[0], full.x_test.shape[0]
+    assert split.x_train.shape[0] == n - k and split.x_test.shape[0] == 2 * k
+    np.testing.assert_array_equal(split.x_test[:k], full.x_train[n - k :])  # validation half
+    np.testing.assert_array_equal(split.x_test[k:], full.x_test)  # test half
+    np.testing.assert_array_equal(split.x_train, full.x_train[: n - k])
+
+
+def _fake(val, test, vloss, lrs=(0.01, 0.1, 1.0)):
+    """A results-like Dataset: dims (activation, depth, sigma_w2, lr, seed, step=1)."""
+    import xarray as xr
+
+    val, test, vloss = (np.asarray(v, float)[:, :, :, :, :, None] for v in (val, test, vloss))
+    dims = ("activation", "depth", "sigma_w2", "lr", "seed", "step")
+    coords = {
+        "activation": ["tanh"],
+        "depth": [4, 8][: val.shape[1]],
+        "sigma_w2": [1.0, 2.0][: val.shape[2]],
+        "lr": list(lrs),
+        "seed": list(range(val.shape[4])),
+        "step": [10],
+    }
+    ds = xr.Dataset(
+        {
+            "val_accuracy": (dims, val),
+            "test_accuracy": (dims, test),
+            "val_loss": (dims, vloss),
+            "loss": (dims, np.ones_like(val)),
+        },
+        coords=coords,
+    )
+    ds.attrs["n_classes"] = 10
+    return ds
+
+
+def test_trainability_selects_the_rate_on_validation_never_on_test():
+    # one cell, two seeds: validation prefers lr 0.1, test would prefer lr 1.0
+    val = np.array([0.5, 0.9, 0.7])[None, None, None, :, None] * np.ones((1, 1, 1, 3, 2))
+    test = np.array([0.5, 0.6, 0.95])[None, None, None, :, None] * np.ones((1, 1, 1, 3, 2))
+    sel = tr.select_lr(_fake(val, test, np.ones_like(val)))
+    assert float(sel.best_lr.squeeze()) == 0.1 and not bool(sel.lr_at_edge.squeeze())
+    assert float(sel.test_accuracy.squeeze()) == pytest.approx(0.6)
+    # a tie within TIE goes to the lower validation loss; a diverged (NaN) seed counts as 0
+    val2 = val.copy()
+    val2[..., 2, :] = 0.9 - tr.TIE / 2
+    vloss = np.ones_like(val)
+    vloss[..., 2, :] = 0.5
+    sel = tr.select_lr(_fake(val2, test, vloss))
+    assert float(sel.best_lr.squeeze()) == 1.0 and bool(sel.lr_at_edge.squeeze())
+    val3 = val2.copy()
+    val3[..., 2, 0] = np.nan  # mean over seeds (0 + 0.8975)/2 < 0.9
+    sel = tr.select_lr(_fake(val3, test, vloss))
+    assert float(sel.best_lr.squeeze()) == 0.1
+
+
+def _column(acc, depths=(4, 8, 16, 32, 64), thr=0.5, w=1.0, xi=5.0):
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "sigma_w2": w,
+            "depth": list(depths),
+            "test_accuracy": list(acc),
+            "threshold": thr,
+            "xi_c": xi,
+            "trainable": [a >= thr for a in acc],
+        }
+    )
+
+
+def test_trainability_boundary_interpolates_in_log_depth_and_censors():
+    import pandas as pd
+
+    # 0.9 at 8, 0.3 at 16: the threshold 0.5 is 2/3 of the way, so L = 2^(3 + 2/3)
+    b = tr.boundary(_column([0.9, 0.9, 0.3, 0.2, 0.1]))
+    assert float(b.L_fit.iloc[0]) == pytest.approx(2 ** (3 + 2 / 3))
+    assert b.censored.iloc[0] == "" and not bool(b.retrains.iloc[0])
+    assert float(b.L_fit_over_xi_c.iloc[0]) == pytest.approx(2 ** (3 + 2 / 3) / 5)
+    assert tr.boundary(_column([0.9] * 5)).censored.iloc[0] == "above"
+    assert tr.boundary(_column([0.2] * 5)).censored.iloc[0] == "below"
+    assert bool(tr.boundary(_column([0.9, 0.2, 0.6, 0.1, 0.1])).retrains.iloc[0])
+    # k is the geometric mean of L/ξ over the fitted columns; censored ones checked against 6 ξ
+    two = pd.concat(
+        [
+            _column([0.9, 0.9, 0.3, 0.2, 0.1], w=1.0, xi=5.0),
+            _column([0.9, 0.9, 0.9, 0.9, 0.3], w=2.0, xi=10.0),  # L = 2^(5 + 2/3)
+            _column([0.9] * 5, w=3.0, xi=20.0),  # above, 6 ξ = 120 ≥ 64: consistent
+            _column([0.2] * 5, w=4.0, xi=1.0),  # below, 6 ξ = 6 ≥ 4: not consistent
+        ]
+    )
+    fit = tr.fitted_factor(tr.boundary(two))
+    want = np.sqrt(2 ** (3 + 2 / 3) / 5 * 2 ** (5 + 2 / 3) / 10)
+    assert fit["k"] == pytest.approx(want) and fit["n_fitted"] == 2
+    assert fit["n_censored"] == 2 and fit["n_censored_consistent_with_6xi_c"] == 1
+
+
+def test_trainability_baselines_by_hand():
+    t = _column([0.9, 0.9, 0.3, 0.2, 0.1])  # trainable at depths 4, 8
+    t["agree"] = [True, False, True, True, True]
+    base = tr.baselines(t)
+    assert base["6xi_c"] == pytest.approx(0.8)
+    assert base["all_trainable"] == pytest.approx(0.4)
+    assert base["none_trainable"] == pytest.approx(0.6)
+    assert base["depth_le_8"] == 1.0
+    assert base["best_depth_rule"] == {"max_depth": 8, "agreement": 1.0}
