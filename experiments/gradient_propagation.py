@@ -269,6 +269,11 @@ def summary(ds: xr.Dataset) -> pd.DataFrame:
     return out
 
 
+def _signed(v: float) -> str:
+    """+0.2945, −0.2757 to 4 decimals; 0 for a critical point's log χ₁ (not "-0.0000")."""
+    return "0" if abs(v) < 5e-5 else f"{v:+.4f}"
+
+
 def _markdown(t: pd.DataFrame, ds: xr.Dataset) -> str:
     cfg = json.loads(ds.attrs["config"])["model"]
     lines = [
@@ -286,7 +291,7 @@ def _markdown(t: pd.DataFrame, ds: xr.Dataset) -> str:
     for r in t.itertuples():
         lines.append(
             f"| {r.activation} | {r.phase} | {r.sigma_w2:.4g} | {r.sigma_b2:g} "
-            f"| {r.log_chi_1_pred:+.4f} | {r.log_chi_1_meas:+.4f} ± {r.log_chi_1_std:.3f} "
+            f"| {_signed(r.log_chi_1_pred)} | {r.log_chi_1_meas:+.4f} ± {r.log_chi_1_std:.3f} "
             f"| {r.log_chi_1_sem:.4f} | {r.log_mean_ratio:+.4f} | {r.q_star_pred:.4g} "
             f"| {r.q_meas:.4g} "
             f"| {r.corr_max_abs_err:.3f} |"
@@ -294,69 +299,78 @@ def _markdown(t: pd.DataFrame, ds: xr.Dataset) -> str:
     return "\n".join(lines) + "\n"
 
 
+MARKERS = {"ordered": "v", "critical": "o", "chaotic": "^"}  # by the phase's first word
+
+
 def _figure(ds: xr.Dataset, t: pd.DataFrame, out: Path, dpi: int = 100) -> None:
+    """Per activation: gradients (top) and correlations (bottom) across layers, its points in
+    shades of its colour; last column: log ratio vs log χ₁ and q vs q* for all points."""
     acts = list(dict.fromkeys(str(a) for a in ds.activation.values))
-    fig, axes = plotting.subplots(2, len(acts) + 1, size=(3.6, 3.0))
+    fig, axes = plotting.subplots(2, len(acts) + 1, size=(1.75, 1.75))
     layer = ds.layer.values
     depth = layer[-1]
     for col, act in enumerate(acts):
         ax_g, ax_c = axes[0, col], axes[1, col]
-        for k, p in enumerate(np.flatnonzero(ds.activation.values == act)):
+        pts = np.flatnonzero(ds.activation.values == act)
+        for p, color in zip(pts, plotting.shades(act, len(pts)), strict=True):
             one = ds.isel(point=p)
-            color = f"C{k}"
-            label = f"{one.phase.item()} σ_w²={float(one.sigma_w2):.3g}"
+            kind = one.phase.item().split(" (")[0]
+            marker = MARKERS.get(kind, "o")
+            label = f"{kind}, σ_w² {float(one.sigma_w2):.3g}"
             rel = (one.log_grad_sqnorm - one.log_grad_sqnorm.sel(layer=depth)) / np.log(10)
             per_seed = rel.mean("input")
-            ax_g.plot(layer, per_seed.median("seed"), "o", ms=2.5, color=color, label=label)
             ax_g.fill_between(
-                layer, per_seed.min("seed"), per_seed.max("seed"), color=color, alpha=0.2, lw=0
+                layer, per_seed.min("seed"), per_seed.max("seed"), color=color, alpha=0.25, lw=0
+            )
+            ax_g.plot(
+                layer, per_seed.median("seed"), marker, ms=2.2, color=color, label=label, lw=0
             )
             theo = (depth - layer) * np.log10(float(one.chi_1_pred))
-            ax_g.plot(layer, theo, "-", lw=1, color=color)
+            ax_g.plot(layer, theo, "-", lw=0.8, color=color)
             for j in range(ds.sizes["pair"]):
-                ax_c.plot(
-                    layer, one.corr.isel(pair=j).mean("seed"), "o", ms=2, color=color, alpha=0.8
-                )
-                ax_c.plot(layer, one.corr_pred.isel(pair=j), "-", lw=0.8, color=color)
-        ax_g.set(
-            title=f"{act}: ‖δ_l‖² (dots), χ₁^(L−l) (lines)",
-            xlabel="layer l",
-            ylabel="log₁₀ ‖∂L/∂z_l‖² / ‖∂L/∂z_L‖²",
-        )
-        ax_g.legend(fontsize=6)
-        ax_c.set(
-            title=f"{act}: c^l (dots), c-map (lines)",
-            xlabel="layer l",
-            ylabel="c^l",
-            ylim=(-0.05, 1.05),
-        )
+                ax_c.plot(layer, one.corr.isel(pair=j).mean("seed"), marker, ms=1.8, color=color)
+                ax_c.plot(layer, one.corr_pred.isel(pair=j), "-", lw=0.7, color=color)
+        ax_g.set_title(act, color=plotting.color(act))
+        ax_g.legend(loc="lower right", handletextpad=0.2, borderaxespad=0.1, labelspacing=0.2)
+        ax_c.set(xlabel="layer l", ylim=(-0.05, 1.05))
+    axes[0, 0].set_ylabel("log₁₀ ‖∂L/∂z_l‖² / ‖∂L/∂z_L‖²")
+    axes[1, 0].set_ylabel("correlation c^l")
     ax = axes[0, -1]
     lim = [t.log_chi_1_pred.min() - 0.3, t.log_chi_1_pred.max() + 0.3]
-    ax.plot(lim, lim, "k:", lw=0.8)
+    ax.plot(lim, lim, "k:", lw=0.7)
     for act, sub in t.groupby("activation", sort=False):
         ax.errorbar(
             sub.log_chi_1_pred,
             sub.log_chi_1_meas,
             yerr=sub.log_chi_1_std,
             fmt="o",
+            ms=3,
             color=plotting.color(act),
             label=act,
-            capsize=2,
+            capsize=1.5,
+            elinewidth=0.8,
         )
     ax.set(
-        title="per-layer log ratio vs log χ₁",
+        title="per-layer log ratio",
         xlabel="log χ₁ (theory)",
-        ylabel="mean log(‖δ_l‖²/‖δ_l+1‖²) ± std",
+        ylabel="log(‖δ_l‖²/‖δ_l+1‖²) ± std",
     )
-    ax.legend(fontsize=7)
+    ax.legend(loc="upper left", handletextpad=0.1)
     ax = axes[1, -1]
     ok = t.q_star_pred > 0
     lo, hi = t.q_star_pred[ok].min() / 2, t.q_star_pred[ok].max() * 2
-    ax.plot([lo, hi], [lo, hi], "k:", lw=0.8)
+    ax.plot([lo, hi], [lo, hi], "k:", lw=0.7)
     for act, sub in t.groupby("activation", sort=False):
-        ax.plot(sub.q_star_pred, sub.q_meas, "o", color=plotting.color(act), label=act)
-    ax.set(xscale="log", yscale="log", title="q* theory vs measured", xlabel="q*", ylabel="q")
-    fig.tight_layout()
+        ax.plot(sub.q_star_pred, sub.q_meas, "o", ms=3, color=plotting.color(act), label=act)
+    ax.set(xscale="log", yscale="log", xlabel="q* (theory)", ylabel="q measured")
+    fig.tight_layout(h_pad=0.5, w_pad=0.4)
+    fig.text(
+        0.5,
+        1.0,
+        "markers: measured (median over seeds, band: min–max); lines: theory (χ₁^(L−l), c-map)",
+        ha="center",
+        va="bottom",
+    )
     plotting.save(fig, out, "gradient_propagation", dpi)
 
 

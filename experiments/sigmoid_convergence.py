@@ -235,20 +235,21 @@ def _figure(ds, best, steps, thr, out, settings=({},), note: str = "") -> None:
     (the deepest nets, a row per extra setting)."""
     depths = ds.depth.values
     rows = [(s, d) for s in settings for d in depths]
-    fig, axes = plotting.subplots(len(rows), 3, size=(4.3, 3.0))
+    lrs = ds.lr.values
+    fig, axes = plotting.subplots(len(rows), 3, size=(2.35, 1.65))
     for row, (setting, depth) in enumerate(rows):
         sub = ds.sel(setting).sel(depth=depth)
         b, st = best.sel(setting), steps.sel(setting)
         for i, act in enumerate(ds.activation.values):
             one = sub.sel(activation=act)
             lr = float(b.sel(activation=act, depth=depth))
-            kw = {"color": plotting.color(str(act), i), "label": f"{act} (lr {lr:.2g})"}
+            kw = {"color": plotting.color(str(act), i), "label": str(act)}
             plotting.band(axes[row, 0], one.loss.sel(lr=lr), **kw)
             ratio = analysis.grad_ratio(one.sel(lr=lr))
             plotting.band(axes[row, 1], ratio, **kw)
             s = st.sel(activation=act, depth=depth)
             med = plotting.finite_or(s.fillna(np.inf).median("seed"), np.nan)
-            axes[row, 2].plot(ds.lr, med, "o-", color=kw["color"], label=str(act))
+            axes[row, 2].plot(lrs, med, "o-", ms=3, color=kw["color"])
         never = [
             str(a)
             for a in ds.activation.values
@@ -258,35 +259,40 @@ def _figure(ds, best, steps, thr, out, settings=({},), note: str = "") -> None:
         ]
         if never:
             axes[row, 2].text(
-                0.03,
-                0.03,
-                "never reached: " + ", ".join(never),
-                fontsize=7,
+                0.97,
+                0.95,
+                "never reached:\n" + ",\n".join(never),
+                ha="right",
+                va="top",
                 transform=axes[row, 2].transAxes,
             )
-        where = f"depth {depth}" + (f", {_extra.label(setting)}" if setting else "")
-        axes[row, 0].axhline(thr, color="k", lw=0.8, ls=":")
+        # one line per part, so that a long setting stays within its row
+        where = "\n".join([f"depth {depth}", *_extra.label(setting).split(", ")]).strip()
+        axes[row, 0].axhline(thr, color="k", lw=0.7, ls=":", label=f"MSE = {thr}")
         axes[row, 0].set(yscale="log", ylabel=f"{where}\ntraining MSE")
-        axes[row, 1].axhline(1.0, color="k", lw=0.8, ls=":")
+        axes[row, 1].axhline(1.0, color="k", lw=0.7, ls=":")
         axes[row, 1].set(yscale="log", ylabel="‖∇W₁‖ / ‖∇W_out‖")
-        axes[row, 2].set(xscale="log", ylabel=f"median steps to MSE ≤ {thr}")
+        # every row on the same, whole learning-rate axis (points that never reach are gaps)
+        axes[row, 2].set(
+            xscale="log", xlim=(lrs.min() / 1.5, lrs.max() * 1.5), ylabel=f"steps to MSE ≤ {thr}"
+        )
         if np.any(st.sel(depth=depth) > 0):  # a log axis needs a positive value
             axes[row, 2].set_yscale("log")
-        axes[row, 0].legend(fontsize=7)
-    axes[0, 0].set_title("loss at best lr (median, 10–90 % of seeds)")
-    axes[0, 1].set_title("gradient ratio first / output layer")
-    axes[0, 2].set_title("steps to threshold vs learning rate")
+    axes[0, 0].set_title("loss at best lr")
+    axes[0, 1].set_title("gradient ratio, first / output layer")
+    axes[0, 2].set_title("median steps vs learning rate")
     for ax in axes[-1, :2]:
         ax.set_xlabel("step")
     axes[-1, 2].set_xlabel("learning rate")
+    fig.tight_layout(h_pad=0.6, w_pad=0.8)
+    legend = plotting.fig_legend(fig, axes[:1, 0], ncol=5)
     if note:
-        fig.suptitle(note, fontsize=10)
-    fig.tight_layout()
+        legend.set_title(note)
     plotting.save(fig, out, "convergence")
 
     deepest = depths.max()
     acts = ds.activation.values
-    fig, axes = plotting.subplots(len(settings), len(acts), size=(3.6, 3.0), sharey=True)
+    fig, axes = plotting.subplots(len(settings), len(acts), size=(1.75, 1.7), sharey=True)
     cmap = plotting.plt.get_cmap("viridis")
     for row, setting in enumerate(settings):
         deep = ds.sel(setting).sel(depth=deepest)
@@ -300,12 +306,13 @@ def _figure(ds, best, steps, thr, out, settings=({},), note: str = "") -> None:
                     one.step, g, color=cmap((layer - 1) / max(n - 1, 1)), label=f"layer {layer}"
                 )
             title = f"{act}, {_extra.label(setting)}" if setting else str(act)
-            ax.set(yscale="log", title=title, xlabel="step")
-        axes[row, 0].set_ylabel(f"median ‖∂L/∂W_l‖ (depth {deepest})")
-    axes[0, -1].legend(fontsize=6)
+            ax.set(yscale="log", xlabel="step")
+            ax.set_title(title, color=plotting.color(str(act)))
+        axes[row, 0].set_ylabel(f"median ‖∂L/∂W_l‖\n(depth {deepest})")
+    fig.tight_layout(w_pad=0.5)
+    legend = plotting.fig_legend(fig, axes[:1, :1], ncol=8)
     if note:
-        fig.suptitle(note, fontsize=10)
-    fig.tight_layout()
+        legend.set_title(note)
     plotting.save(fig, out, "grad_norm_layers")
 
 
