@@ -608,7 +608,7 @@ def q_at_init(ds: xr.Dataset) -> xr.Dataset:
     return xr.Dataset(
         {
             "q_mean": q.mean(over),
-            "q_se": q.std(over, ddof=1) / np.sqrt(n) if n > 1 else q * np.nan,
+            "q_se": q.std(over, ddof=1) / np.sqrt(n) if n > 1 else q.mean(over) * np.nan,
         }
     )
 

@@ -49,7 +49,13 @@ TINY_SETS = {"train.steps": STEPS, "train.log_every": LOG_EVERY, "model.width": 
 # Even tiny, these compile 10-30 s of programs per command on a 2-core CPU (the probed sweeps
 # of glorot2010 / dynamical_isometry, trainability's per-activation sweeps, the benchmark's
 # several timed variants of each workload): run with `-m slow`.
-SLOW_STUDIES = ("glorot2010", "dynamical_isometry", "trainability")
+SLOW_STUDIES = (
+    "glorot2010",
+    "dynamical_isometry",
+    "trainability",
+    "remedies",
+    "convergence_rates",
+)
 STUDY_SETS = {  # on top of TINY_SETS
     "glorot2010": {"model.depth": 2},
     "gradient_propagation": {"model.depth": 4},
