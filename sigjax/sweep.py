@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -101,7 +102,11 @@ def run(
     bar = tqdm(
         total=total, unit="step", unit_scale=True, disable=not progress, desc="members x steps"
     )
-    ahead = Ahead(len(groups) > 1)
+    # Compiling the next group ahead is opt-in: on a 2-core machine it competed with the
+    # running group (a cold default study took longer, not less), and a program compiled
+    # ahead of time must give the very bits of one compiled by its call, which is not yet
+    # shown across processes (one run of the test suite saw a 1-ulp difference).
+    ahead = Ahead(len(groups) > 1 and os.environ.get("SIGJAX_COMPILE_AHEAD") == "1")
     try:
         for gi, (g, p) in enumerate(zip(groups, plans, strict=True)):
             t0 = time.perf_counter()
