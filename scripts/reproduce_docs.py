@@ -4,6 +4,7 @@
     python scripts/reproduce_docs.py --check    # exit 1 if the docs would change; writes nothing
     python scripts/reproduce_docs.py --only phase_diagram
     python scripts/reproduce_docs.py --list     # the regions and the command behind each
+    python scripts/reproduce_docs.py --only remedies --keep runs/docs   # keep the run directories
 
 A doc region that quotes a study sits between two HTML comments (invisible on GitHub):
 
@@ -13,7 +14,8 @@ A doc region that quotes a study sits between two HTML comments (invisible on Gi
 
 * `STUDY ARGS` is what follows `sigjax run` (a study's name, then e.g. `--quick` or
   `--set train.steps=500`). The study runs once per distinct command, through the command
-  line, into a temporary run directory (`--out` and `--quiet` are added).
+  line, into a temporary run directory (`--out` and `--quiet` are added); with `--keep DIR`
+  the run directories are kept, as DIR/run0, DIR/run1, … (DIR must not hold them already).
 * `table=FILE#PARTS` names what the region holds: FILE in the run directory (default
   table.md), PARTS its blank-line-separated blocks, 1-based (`#2`, `#1-3`; default all);
   `table=none` holds no table (a region that only states where its figures came from).
@@ -235,9 +237,11 @@ def reproduce(
     check: bool = False,
     studies: Iterable[str] | None = None,
     log: Callable[[str], None] = print,
+    keep: Path | None = None,
 ) -> list[str]:
     """Rerun the marked studies and rewrite their regions and figures under `root` (with
-    check=True: write nothing). Returns what changed (or would), as 'path' strings."""
+    check=True: write nothing; keep: the directory the runs are kept in, else a temporary one).
+    Returns what changed (or would), as 'path' strings."""
     if studies is None:
         import experiments
 
@@ -254,12 +258,17 @@ def reproduce(
     if not commands:
         log(f"no regions quote {only}" if only else "no reproduce markers in the docs")
         return []
+    if keep is not None:
+        taken = [keep / f"run{i}" for i in range(len(commands)) if (keep / f"run{i}").exists()]
+        if taken:
+            raise UserError(f"--keep: {taken[0]} exists; choose another directory")
     with tempfile.TemporaryDirectory(prefix="reproduce_docs.") as tmp:
         runs = {}
         for i, args in enumerate(commands):
             log(f"sigjax run {shlex.join(args)}")
             t0 = time.perf_counter()
-            runs[args] = Path(tmp) / f"run{i}"
+            runs[args] = Path(keep if keep is not None else tmp) / f"run{i}"
+            runs[args].parent.mkdir(parents=True, exist_ok=True)
             runner(args, runs[args])
             log(f"  done in {time.perf_counter() - t0:.0f} s")
 
@@ -314,12 +323,13 @@ def main(argv: list[str] | None = None, runner: Runner = run_cli, root: Path = R
     p.add_argument("--only", metavar="STUDY", help="only the regions that quote this study")
     p.add_argument("--check", action="store_true", help="exit 1 if the docs would change")
     p.add_argument("--list", action="store_true", help="list the marked regions and exit")
+    p.add_argument("--keep", metavar="DIR", type=Path, help="keep the run directories in DIR")
     args = p.parse_args(argv)
     try:
         if args.list:
             print("\n".join(list_regions(root)) or "no reproduce markers in the docs")
             return 0
-        changed = reproduce(root, runner, only=args.only, check=args.check)
+        changed = reproduce(root, runner, only=args.only, check=args.check, keep=args.keep)
     except UserError as e:
         print(f"reproduce_docs: error: {e}", file=sys.stderr)
         return 2

@@ -163,3 +163,14 @@ def test_the_repositorys_markers_name_known_studies_and_figures():
     for r in regions:  # every figure a marker copies is one the docs show
         for _, dst in r.figures:
             assert f"figures/{dst}.png" in shown, dst
+
+
+def test_keep_leaves_the_run_directories_and_never_reuses_one(tmp_path):
+    root = _root(tmp_path / "repo")
+    keep = tmp_path / "kept"
+    rd.reproduce(root, FakeRunner(), log=lambda m: None, keep=keep)
+    # one directory per distinct command, each holding what its run wrote
+    assert sorted(p.name for p in keep.iterdir()) == ["run0", "run1"]
+    assert (keep / "run0" / "figures" / "curve.png").read_bytes() == b"png 0.5"
+    with pytest.raises(UserError, match="run0 exists"):
+        rd.reproduce(root, FakeRunner(), log=lambda m: None, keep=keep)
