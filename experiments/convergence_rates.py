@@ -5,19 +5,19 @@ against Saxe et al.'s exact curves.
 Part 1. One hidden layer of sigmoid, centred sigmoid, tanh, ReLU and erf at widths 64 … 2048 on
 the seed task (X ~ U[0,1]^{100×10}, y ~ U[0,1]) and a teacher task (Gaussian inputs, a tanh
 teacher's outputs), full-batch gradient descent on the MSE. For each (task, activation, width)
-the empirical NTK Θ of every seed at init (`sigjax.linearized.member_kernels`) gives the
-linearized limit η* = N k/λ_max (the median over seeds); the members train at multiples
-`lr_factor` of it, recording ntk_max, ntk_min and sharpness (`sigjax.curvature`). Each member's
-loss is compared with its linearized prediction L_t from its own Θ and f₀
-(`sigjax.linearized.predicted_loss`); the gap should shrink like 1/√width. The infinite-width
-kernel (`sigjax.theory_kernels`, standard parameterization) is compared with the empirical one
-on the first THEORY_N training examples.
+the empirical NTK Θ of every seed at init (`sigjax.theory.linearized.member_kernels`) gives
+the linearized limit η* = N k/λ_max (the median over seeds); the members train at multiples
+`lr_factor` of it, recording ntk_max, ntk_min and sharpness (`sigjax.engine.curvature`). Each
+member's loss is compared with its linearized prediction L_t from its own Θ and f₀
+(`sigjax.theory.linearized.predicted_loss`); the gap should shrink like 1/√width. The
+infinite-width kernel (`sigjax.theory.infinite_width`, standard parameterization) is compared
+with the empirical one on the first THEORY_N training examples.
 
 Part 2. The default study's setting (sigmoid_convergence: width 32, depth 3) at its largest
 learning rates, recording sharpness against 2/η (`eos_at`). Variables `default_*`.
 
 Part 3. A deep linear network (identity activation, one hidden layer) on a whitened task with
-chosen singular values (`sigjax.deep_linear`), from the decoupled start and from a small
+chosen singular values (`sigjax.theory.deep_linear`), from the decoupled start and from a small
 orthogonal one, against the exact mode curves. Variables `saxe_*`.
 """
 
@@ -34,21 +34,14 @@ import xarray as xr
 
 from experiments import sigmoid_convergence
 from experiments.trainability import _Shifted
-from sigjax import (
-    analysis,
-    config,
-    curvature,
-    deep_linear,
-    grid,
-    linearized,
-    plotting,
-    sweep,
-    theory_kernels,
-    train,
-)
+from sigjax import analysis, config
 from sigjax import data as data_lib
+from sigjax.analysis import plotting
 from sigjax.config import Config
+from sigjax.engine import curvature, grid, sweep, train
 from sigjax.study import Study
+from sigjax.theory import deep_linear, linearized
+from sigjax.theory import infinite_width as theory_kernels
 
 ACTIVATIONS = ("sigmoid", "centred_sigmoid", "tanh", "relu", "erf")
 TASKS = ("seed_regression", "teacher_regression")

@@ -8,7 +8,7 @@ small q* where it has one, the input drawn so that the first pre-activations alr
 variance q*. Width max(128, model.width), depths 2, 4, … up to max(128, the deepest trained
 net); the product of per-layer factors of one deep net gives the Jacobians of all its prefixes
 at once. The whole density of the squared singular values is compared with the
-free-probability prediction S_{JJᵀ} = Π_l S_{WᵀW} S_{D_l²} (`sigjax.free_probability`), by
+free-probability prediction S_{JJᵀ} = Π_l S_{WᵀW} S_{D_l²} (`sigjax.theory.free_probability`), by
 the Kolmogorov–Smirnov distance and in a figure; its variance is
 
     Var λ = L (μ₂/μ₁² − 1 − s₁),   μ_k = E[φ'(h)^{2k}], h ~ N(0, q*),
@@ -23,7 +23,7 @@ reaches a threshold, against depth, for orthogonal vs Gaussian weights: tanh on 
 line at q* = 1/64 and ReLU at He init (σ_w² = 2, σ_b² = 0, q* = 1), SGD with the learning rate
 swept per depth, on MNIST-1D with its inputs scaled per activation and init scheme so that the
 first layer's pre-activations have variance q* (`input_scale`; the recorded metric `preact_q`
-checks every layer at init). Every (activation, scheme) runs through `sigjax.sweep` with its
+checks every layer at init). Every (activation, scheme) runs through `sigjax.engine.sweep` with its
 own scaled data, one compiled program per depth. The quick setting (the default) is width 64,
 depths 2/8/32, 600 steps logged every 5, 5 seeds; `--full` is width 256, depths 2 to 256, 5000
 steps, more rates and seeds (a GPU's worth).
@@ -43,25 +43,16 @@ import threadpoolctl
 import xarray as xr
 
 from experiments import _extra
-from sigjax import (
-    activations,
-    analysis,
-    checkpoint,
-    config,
-    grid,
-    initializers,
-    metrics,
-    models,
-    plotting,
-    sweep,
-    theory,
-)
+from sigjax import analysis, config, theory
 from sigjax import data as data_lib
-from sigjax import free_probability as fp
-from sigjax import theory_numerics as nm
+from sigjax.analysis import plotting
 from sigjax.config import Config
+from sigjax.engine import checkpoint, grid, metrics, sweep
 from sigjax.errors import UserError
+from sigjax.nn import activations, initializers, models
 from sigjax.study import Study
+from sigjax.theory import free_probability as fp
+from sigjax.theory import numerics as nm
 
 SMALL_Q = 1.0 / 64.0  # Pennington et al.'s small q*
 SHIFTED = "sigmoid, b = c − ½·1ᵀW"

@@ -41,18 +41,12 @@ import numpy as np
 import xarray as xr
 
 from experiments import _extra
-from sigjax import (
-    activations,
-    config,
-    losses,
-    models,
-    plotting,
-    probed_sweep,
-    probes,
-    train,
-)
+from sigjax import config
 from sigjax import data as data_lib
+from sigjax.analysis import plotting
 from sigjax.config import Config
+from sigjax.engine import probed_sweep, probes, train
+from sigjax.nn import activations, losses, models
 from sigjax.study import Study
 
 ACTIVATIONS = ("sigmoid", "tanh", "softsign")
@@ -93,7 +87,7 @@ def split_data(full: data_lib.Data) -> tuple[data_lib.Data, jax.Array, jax.Array
 
 
 def forward(params, x, activation: str, head_activation: str = "identity", shifts=None):
-    """The MLP of sigjax.models as plain jnp: (outputs, pre-activations, activations).
+    """The MLP of sigjax.nn.models as plain jnp: (outputs, pre-activations, activations).
 
     `shifts` (one array per layer, shaped like z_l) are added to the pre-activations, so that
     the gradient of a loss with respect to them is the back-propagated gradient ∂L/∂z_l.
@@ -159,7 +153,7 @@ def local_mnist_available() -> bool:
     """True when $SIGJAX_DATA_DIR/mnist/ exists (then the full setting adds MNIST)."""
     import os
 
-    from sigjax.data_sources import DATA_DIR_ENV
+    from sigjax.data.sources import DATA_DIR_ENV
 
     root = os.environ.get(DATA_DIR_ENV)
     return bool(root) and (Path(root).expanduser() / "mnist").is_dir()

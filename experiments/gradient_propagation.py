@@ -37,8 +37,11 @@ import pandas as pd
 import xarray as xr
 
 from experiments import _extra
-from sigjax import config, grid, models, plotting, results, theory
+from sigjax import config, theory
+from sigjax.analysis import plotting
 from sigjax.config import Config
+from sigjax.engine import grid, results
+from sigjax.nn import models
 from sigjax.study import Study
 
 # activation -> (label, σ_w² (None: the critical value at this σ_b²), σ_b²)

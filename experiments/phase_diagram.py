@@ -32,10 +32,12 @@ import pandas as pd
 import xarray as xr
 
 from experiments import _extra
-from sigjax import config, grid, plotting, results, theory
+from sigjax import config, theory
+from sigjax.analysis import plotting
 from sigjax.config import Config
+from sigjax.engine import grid, results
 from sigjax.study import Study
-from sigjax.theory_grid import chaotic_corr, mean_field_grid  # noqa: F401
+from sigjax.theory.grid import chaotic_corr, mean_field_grid  # noqa: F401
 
 ACTIVATIONS = ("tanh", "sigmoid", "erf", "softsign")
 # Glorot & Bengio's two initialisations as mean-field variances (equal widths, zero biases)

@@ -56,20 +56,14 @@ from tqdm.auto import tqdm
 
 from experiments import _extra
 from experiments.glorot2010 import split_data
-from sigjax import (
-    analysis,
-    config,
-    losses,
-    plotting,
-    results,
-    sweep,
-    theory,
-    theory_numerics,
-    train,
-)
+from sigjax import analysis, config, theory
 from sigjax import data as data_lib
+from sigjax.analysis import plotting
 from sigjax.config import Config
+from sigjax.engine import programs, results, sweep, train
+from sigjax.nn import losses
 from sigjax.study import Study
+from sigjax.theory import numerics as theory_numerics
 
 # ----------------------------------------------------------------------------- the remedies
 
@@ -187,14 +181,14 @@ def train_members(
     hp["lr"] = np.asarray(lrs, np.float32)
     seeds = jnp.asarray(np.asarray(seeds).astype(np.uint32))
     prog = train.program(base, data)
-    fns = sweep.compiled(prog)
+    fns = programs.compiled(prog)
     schemes = sorted({c.init.scheme for c in cfgs})
     parts, where = [], []
     for s in schemes:  # each scheme's initial weights, from its own (cheap) init program
         idx = np.flatnonzero([c.init.scheme == s for c in cfgs])
         p = train.program(config.replace(base, {"init.scheme": s}), data)
         sub = {k: jnp.asarray(v[idx]) for k, v in hp.items()}
-        parts.append(sweep.compiled(p).init(data, sub, seeds[idx]))
+        parts.append(programs.compiled(p).init(data, sub, seeds[idx]))
         where.append(idx)
     order = np.argsort(np.concatenate(where))
     state = jax.tree.map(lambda *xs: jnp.concatenate(xs)[order], *parts)
@@ -202,11 +196,11 @@ def train_members(
     pieces: dict[str, list] = {}
     for n in sweep.segment_plan(prog.n_logs - 1, 4):
         state, rec = fns.advance(data, hp, seeds, state, n)
-        for k, v in sweep.record_fields(rec).items():
+        for k, v in programs.record_fields(rec).items():
             pieces.setdefault(k, []).append(np.asarray(v))
         if bar is not None:
             bar.update(len(cfgs) * n * prog.cfg.train.log_every)
-    last = sweep.record_fields(fns.finish(data, hp, seeds, state))
+    last = programs.record_fields(fns.finish(data, hp, seeds, state))
     out = {k: np.concatenate([*pieces[k], np.asarray(v)[:, None]], 1) for k, v in last.items()}
     if test is not None:
         acc, loss = _evaluate(prog, state.params, state.model_state, test["x"], test["y"])

@@ -24,9 +24,11 @@ import numpy as np
 import xarray as xr
 
 from experiments import _extra
-from sigjax import analysis, config, plotting, train
+from sigjax import analysis, config
 from sigjax import data as data_lib
+from sigjax.analysis import plotting
 from sigjax.config import Config
+from sigjax.engine import train
 from sigjax.study import Study
 
 # ---------------------------------------------------------------- part 1: the blog's example

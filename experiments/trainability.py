@@ -20,7 +20,7 @@ the lower mean validation loss breaks the tie). A cell whose chosen rate is the 
 largest of its axis is flagged (`lr_at_edge`). The cell's value is the mean test accuracy at
 that rate; it is trainable when that is above halfway from chance to the activation's best cell.
 
-Two comparisons with theory (`sigjax.theory_grid.mean_field_grid` gives ξ_c):
+Two comparisons with theory (`sigjax.theory.grid.mean_field_grid` gives ξ_c):
 - the agreement score (share of cells where "trainable" equals depth ≤ 6 ξ_c), reported beside
   the scores of trivial rules that ignore σ_w²: every cell trainable, none trainable, and the
   best rule "depth ≤ D" (D chosen afterwards, so it is an upper bound for such rules);
@@ -44,12 +44,15 @@ import pandas as pd
 import xarray as xr
 
 from experiments import _extra
-from sigjax import analysis, config, losses, metrics, plotting, sweep, theory
+from sigjax import analysis, config, theory
 from sigjax import data as data_lib
+from sigjax.analysis import plotting
 from sigjax.config import Config
+from sigjax.engine import metrics, sweep
 from sigjax.errors import UserError
+from sigjax.nn import losses
 from sigjax.study import Study
-from sigjax.theory_grid import mean_field_grid
+from sigjax.theory.grid import mean_field_grid
 
 ACTIVATIONS = ("tanh", "sigmoid")
 SIGMA_W2 = {  # each activation's own σ_w² axis around its critical value (σ_b² = 0.05)
@@ -202,7 +205,7 @@ def _sigma_w2_axes(axes, activation: str) -> tuple:
 def compute(cfg: Config, axes, progress: bool = False, store=None) -> xr.Dataset:
     """One sweep per activation over its own σ_w² and rate axes; concatenated along
     `activation` (outer join: a cell outside an activation's axes is NaN)."""
-    from sigjax import grid
+    from sigjax.engine import grid
 
     if any(k == "init.sigma_b2" for a in axes for k in (a.key, *(k for k, _ in a.zipped))):
         raise UserError(

@@ -14,8 +14,9 @@ import jax
 import numpy as np
 
 from experiments import convergence_rates
-from sigjax import config, train
+from sigjax import config
 from sigjax import data as data_lib
+from sigjax.engine import train
 
 VARIANTS = {
     "plain step": "",

@@ -20,7 +20,8 @@ import time
 
 
 def _child(members: int, steps: int) -> dict:
-    from sigjax import config, grid, sweep
+    from sigjax import config
+    from sigjax.engine import grid, sweep
 
     cfg = config.replace(
         config.Config(),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 # first: gives JAX one host device per core before anything imports JAX (_devices)
 from sigjax import _devices  # noqa: F401
-from sigjax.activations import register as register_activation
+from sigjax.engine.metrics import register as register_metric
 from sigjax.errors import UserError
-from sigjax.metrics import register as register_metric
-from sigjax.models import register as register_model
-from sigjax.optim import register as register_optimizer
+from sigjax.nn.activations import register as register_activation
+from sigjax.nn.models import register as register_model
+from sigjax.nn.optim import register as register_optimizer
 
 __version__ = "0.1.0"
 __all__ = [
@@ -57,8 +57,8 @@ def run(
     import os
 
     import experiments
-    from sigjax import plan, sweep
     from sigjax.data import Data
+    from sigjax.engine import plan, sweep
     from sigjax.study import Study, run_study, uses_sweep
 
     size = isinstance(max_memory, int) and not isinstance(max_memory, bool) and max_memory > 0
@@ -120,7 +120,7 @@ def _sweep_on(data, max_memory: int | None):
     """A study's compute that runs the standard sweep on a user's Data."""
 
     def compute(cfg, axes, progress, store):
-        from sigjax import sweep
+        from sigjax.engine import sweep
 
         return sweep.run(
             cfg, axes, progress=progress, store=store, max_memory=max_memory, data=data

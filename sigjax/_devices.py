@@ -4,7 +4,7 @@
 the `sigjax` command: each CPU core becomes a JAX host device, provided JAX is not imported
 yet and XLA_FLAGS does not already set the count. SIGJAX_HOST_DEVICES sets the count instead
 (the tests set it to 1). Importing JAX before sigjax keeps JAX's own default (one device).
-JAX's persistent compilation cache is then turned on (`sigjax.compile_cache`).
+JAX's persistent compilation cache is then turned on (`sigjax.engine.compile_cache`).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ def use_all_cores() -> None:
 
 def configure_jax() -> None:
     """What the engine sets in JAX on import: one host device per core (before JAX loads),
-    then the persistent compilation cache (sigjax.compile_cache)."""
+    then the persistent compilation cache (sigjax.engine.compile_cache)."""
     use_all_cores()
-    from sigjax import compile_cache
+    from sigjax.engine import compile_cache
 
     compile_cache.configure()
 

@@ -26,14 +26,14 @@ class ModelConfig:
     activation: str = "sigmoid"
     head_activation: str = "identity"  # applied to the output layer (the blog's net: sigmoid)
     out_dim: int | None = None  # None: taken from the data
-    arch: str = "mlp"  # model family (sigjax.models.register): mlp, resmlp or a registered name
+    arch: str = "mlp"  # model family (sigjax.nn.models.register): mlp, resmlp or a registered name
     norm: str = "none"  # none, batch or layer: normalizes each hidden pre-activation (mlp, resmlp)
     bn_momentum: float = 0.9  # batch norm running averages: r <- m r + (1 - m) batch value
 
 
 @dataclass(frozen=True)
 class InitConfig:
-    scheme: str = "gaussian"  # see sigjax.initializers.SCHEMES
+    scheme: str = "gaussian"  # see sigjax.nn.initializers.SCHEMES
     sigma_w2: float = 1.0  # weight variance multiplier (traced): W = sqrt(sigma_w2) * base
     sigma_b2: float = 0.0  # bias variance (traced): b ~ N(0, sigma_b2)
     residual_scale: float = 1.0  # resmlp's α in h <- h + α φ(norm(W h + b)) (traced)
@@ -51,7 +51,7 @@ class OptimConfig:
     weight_decay: float = 0.0  # decoupled, all optimizers (adamw, lamb: optax's own)
     clip: float = 0.0  # global-norm gradient clipping before the optimizer (traced); 0: off
     warmup: float = 0.0  # share of train.steps ramping the rate up from 0 (traced), in [0, 1)
-    schedule: str = "constant"  # lr factor over train.steps: see sigjax.optim.SCHEDULES
+    schedule: str = "constant"  # lr factor over train.steps: see sigjax.nn.optim.SCHEDULES
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,10 @@ from typing import Any
 
 import xarray as xr
 
-from sigjax import analysis, checkpoint, config, grid, results, rundir, sweep
+from sigjax import analysis, config
 from sigjax import data as data_lib
 from sigjax.config import Config
+from sigjax.engine import checkpoint, grid, results, rundir, sweep
 from sigjax.errors import Fault, UserError, one_line
 
 

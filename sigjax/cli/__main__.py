@@ -1,0 +1,3 @@
+from sigjax.cli import main
+
+raise SystemExit(main())
