@@ -1,7 +1,21 @@
-"""Tiny configs shared by tests."""
+"""Tiny configs and subprocess environments shared by tests."""
+
+import os
 
 from sigjax import config
 from sigjax.config import Config
+
+DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+
+def subprocess_env(devices: int = 1, **extra: str) -> dict[str, str]:
+    """os.environ for a child process with `devices` CPU host devices: any device count in
+    XLA_FLAGS is replaced (a test may have left its own there), other XLA flags are kept (the
+    child compiles as the tests do, see conftest.py), plus `extra`."""
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(DEVICE_FLAG)]
+    flags.append(f"{DEVICE_FLAG}={devices}")
+    env = os.environ | {"XLA_FLAGS": " ".join(flags), "JAX_PLATFORMS": "cpu"}
+    return env | {"SIGJAX_HOST_DEVICES": str(devices), **extra}
 
 
 def tiny(**updates) -> Config:

@@ -6,7 +6,8 @@ import matplotlib
 import numpy as np
 import pytest
 
-from sigjax import activations, plotting
+from sigjax.analysis import plotting
+from sigjax.nn import activations
 
 
 def test_every_builtin_activation_has_its_own_colour():

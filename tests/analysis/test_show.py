@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 import experiments
-from sigjax import analysis, plotting, report, results
+from sigjax import analysis
+from sigjax.analysis import plotting, report
 from sigjax.cli import main
+from sigjax.engine import results
 from sigjax.study import run_study
 
 

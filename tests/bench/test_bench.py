@@ -63,6 +63,7 @@ def test_bench_json_has_every_field(capsys):
     assert w["precision"] == "float32" and "torch" not in w
 
 
+@pytest.mark.slow  # two more bench workloads compiled
 def test_bench_bf16_measures_its_effect(capsys):
     (w,) = _bench(capsys, "--precision", "bf16")["workloads"]
     assert w["precision"] == "bf16"
@@ -85,7 +86,7 @@ def test_bench_compare_torch_equal_trajectories(capsys):
 def test_torch_sees_sigjax_minibatches():
     # the indices handed to PyTorch are the rows sigjax's own step draws
     from sigjax import data as data_lib
-    from sigjax import train
+    from sigjax.engine import train
 
     cfg = bench.workload_config(bench.WORKLOADS["tiny"], 3)
     data = data_lib.load(cfg.data)

@@ -24,8 +24,8 @@ import pandas as pd
 import pytest
 
 import experiments.sigmoid_convergence as study_module
-from sigjax import results, rundir
 from sigjax.cli import main
+from sigjax.engine import results, rundir
 
 STUDY = "sigmoid_convergence"
 TINY = ["--quiet", "--set", "train.steps=20", "--set", "train.log_every=10"]

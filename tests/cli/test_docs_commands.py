@@ -34,11 +34,13 @@ import pytest
 
 import experiments
 from experiments import dynamical_isometry, sigmoid_convergence, trainability
-from sigjax import bench, checkpoint, config, plotting
+from sigjax import bench, config
+from sigjax.analysis import plotting
 from sigjax.cli import main
+from sigjax.engine import checkpoint
 from sigjax.study import Study
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -98,7 +100,7 @@ def _normalize(line: str) -> tuple[str, str] | None:
 
 def _skip_reason(argv: list[str]) -> str | None:
     if "--coordinator" in argv:
-        return "a multi-process run needs two processes (tests/test_distributed.py runs them)"
+        return "a multi-process run needs two processes (tests/engine/test_distributed.py)"
     if "--compare" in argv and not HAS_TORCH:
         return "--compare torch needs PyTorch"
     for a in argv:
@@ -138,7 +140,10 @@ def doc_commands() -> list:
             continue
         seen.add(cmd)
         marks = [pytest.mark.skip(reason=why)] if why else []
+        heavy = "sharpness" in cmd  # the curvature metrics: NTK and Hessian at each log
         if argv[0] == "bench" or (argv[0] == "run" and argv[1:2] and argv[1] in SLOW_STUDIES):
+            heavy = True
+        if heavy:
             marks.append(pytest.mark.slow)
         params.append(pytest.param(argv, "Ctrl-C" in comment, id=f"{where} {cmd}", marks=marks))
     return params
@@ -199,8 +204,8 @@ def tiny(tmp_path_factory):
         )
         mp.setattr(dynamical_isometry, "MIN_SPECTRA_DEPTH", 4)
         mp.setattr(dynamical_isometry, "MIN_SPECTRA_WIDTH", 8)
-        # the blog's example by hand for a few steps (tests/test_sigmoid_convergence.py checks
-        # it against sigjax's engine)
+        # the blog's example by hand for a few steps
+        # (tests/studies/test_sigmoid_convergence.py checks it against sigjax's engine)
         descent = functools.partial(sigmoid_convergence.blog_descent, steps=STEPS)
         mp.setattr(sigmoid_convergence, "blog_descent", descent)
         mp.setattr(sigmoid_convergence, "blog_engine", descent)

@@ -9,7 +9,7 @@ import xarray as xr
 
 from sigjax.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("reproduce_docs", ROOT / "scripts/reproduce_docs.py")
 rd = importlib.util.module_from_spec(spec)
 sys.modules["reproduce_docs"] = rd

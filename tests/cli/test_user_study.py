@@ -22,9 +22,11 @@ import pytest
 
 import experiments
 import sigjax
-from sigjax import activations, checkpoint, cli, results, sweep
+from sigjax import cli
 from sigjax import data as data_lib
+from sigjax.engine import checkpoint, results, sweep
 from sigjax.errors import UserError
+from sigjax.nn import activations
 from sigjax.study import Interrupted, Study
 
 STUDY_FILE = """

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from sigjax import data_sources as ds
+from sigjax.data import sources as ds
 from sigjax.errors import UserError
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")

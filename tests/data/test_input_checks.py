@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 from test_data_sources import raw_mnist, write_idx_dir
 
-from sigjax import config, data, plan, theory_cli, train
+from sigjax import config, data
 from sigjax.cli import main
+from sigjax.cli import theory_command as theory_cli
 from sigjax.config import Config
+from sigjax.engine import plan, train
 from sigjax.errors import UserError
 
 STUDY = "sigmoid_convergence"
@@ -78,7 +80,7 @@ def test_test_labels_beyond_the_training_labels_get_a_logit(tmp_path, monkeypatc
     # The step-0 test loss is finite and equals softmax cross-entropy done by hand in NumPy.
     import jax
 
-    from sigjax import models
+    from sigjax.nn import models
 
     hp = train.hparams_of(cfg)
     state = prog.init(hp, jax.random.key(0))

@@ -16,10 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sigjax import checkpoint, config, grid, results, sweep, train
+from sigjax import config
 from sigjax import data as data_lib
 from sigjax.cli import main
 from sigjax.config import Config, DataConfig
+from sigjax.engine import checkpoint, grid, results, sweep, train
 from sigjax.errors import UserError
 
 TINY = {

@@ -4,7 +4,8 @@ import dataclasses
 
 import jax
 
-from sigjax import calibrate, compile_cache, config, grid, plan, sweep
+from sigjax import config
+from sigjax.engine import calibrate, compile_cache, grid, plan, sweep
 
 
 def test_fastest_takes_the_least_time_and_ties_go_to_the_smaller_batch():
@@ -70,14 +71,14 @@ def test_the_plan_takes_the_measured_batch_and_times_a_shape_once(monkeypatch, t
 
     monkeypatch.setattr(sweep, "_time_batch", fake_time)
     plans, groups, datasets = _plans_with_map(batch=8)
-    out = sweep.calibrated(plans, groups, datasets)
+    out = calibrate.calibrated(plans, groups, datasets)
     # both activations are one workload shape: timed once, each candidate once
     assert sorted(timed) == calibrate.candidates(8, 32) == [1, 2, 8, 32]
     assert [p.strategy.batch for p in out] == [2, 2]
     assert "measured on this machine" in out[0].why and "chose 2 (cache model: 8)" in out[0].why
     assert "measured on this machine" in plan.describe(out, 1 << 30)
     timed.clear()
-    again = sweep.calibrated(plans, groups, datasets)  # a second run reads the store
+    again = calibrate.calibrated(plans, groups, datasets)  # a second run reads the store
     assert timed == [] and [p.strategy.batch for p in again] == [2, 2]
 
 
@@ -85,7 +86,7 @@ def test_without_a_cache_directory_the_cache_model_stands(monkeypatch):
     monkeypatch.setattr(sweep, "_time_batch", lambda *a: 1 / 0)  # must not be called
     assert calibrate.store_path() is None  # the tests run with the compilation cache off
     plans, groups, datasets = _plans_with_map(batch=8)
-    assert sweep.calibrated(plans, groups, datasets) == plans
+    assert calibrate.calibrated(plans, groups, datasets) == plans
 
 
 def test_plan_notes_the_compilation_cache(tmp_path):

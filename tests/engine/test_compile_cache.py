@@ -4,24 +4,26 @@ Compilations are counted through jax.monitoring (`compile_cache.counting`), neve
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from helpers import subprocess_env
 
-from sigjax import compile_cache, config, grid, sweep, train
+from sigjax import config
 from sigjax import data as data_lib
+from sigjax.engine import compile_cache, grid, sweep, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = ("jit(init)", "jit(members)", "jit(finish)")  # what a static group compiles
 
 # A tiny sweep of two static groups (two activations), counted, as a fresh process runs it.
 SCRIPT = """
 import json, sys
 import sigjax
-from sigjax import compile_cache, config, grid, sweep
+from sigjax.engine import compile_cache, grid, sweep
+from sigjax import config
 import experiments
 
 cfg = config.replace(
@@ -66,7 +68,7 @@ def _tiny():
 
 
 def _run_script(env_cache: str, lrs) -> dict:
-    env = dict(os.environ, SIGJAX_COMPILATION_CACHE=env_cache, PYTHONPATH=str(ROOT))
+    env = subprocess_env(SIGJAX_COMPILATION_CACHE=env_cache, PYTHONPATH=str(ROOT))
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, json.dumps(lrs)],
         capture_output=True,

@@ -10,8 +10,11 @@ import xarray as xr
 from helpers import tiny
 from jax.flatten_util import ravel_pytree
 
-from sigjax import analysis, curvature, grid, losses, models, sweep, theory_kernels, train
+from sigjax import analysis
 from sigjax import data as data_lib
+from sigjax.engine import curvature, grid, sweep, train
+from sigjax.nn import losses, models
+from sigjax.theory import infinite_width as theory_kernels
 
 CURVATURE = "ntk_max,ntk_min,ntk_cond,sharpness"
 
@@ -132,6 +135,7 @@ def test_eos_at_is_the_first_logged_step_at_two_over_lr():
     assert curvature.eos_at(sharp, 0.4).values.tolist() == [20, -1, -1]  # 2/0.4 = 5
 
 
+@pytest.mark.slow  # a second curvature sweep; the one at init checks the recorded values
 def test_a_sweep_records_the_curvature_metrics_and_flags_the_edge_of_stability():
     cfg = regression(**{"train.steps": 20, "train.log_every": 2})
     axes = grid.make_axes({"optim.lr": [0.05, 0.6], "seed": [0, 1]})

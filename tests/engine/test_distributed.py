@@ -1,16 +1,16 @@
 """Two JAX processes on localhost (jax.distributed over gloo) equal one process."""
 
 import dataclasses
-import os
 import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from helpers import subprocess_env
 
 import experiments
-from sigjax import results
+from sigjax.engine import results
 from sigjax.study import run_study
 
 SETS = {"train.steps": 20, "train.log_every": 10, "model.width": 8}
@@ -44,7 +44,7 @@ def test_two_processes_equal_one(tmp_path):
     ]
     args += [f"--set={k}={v}" for k, v in SETS.items()]
     args += [f"--grid={k}={','.join(map(str, v))}" for k, v in GRIDS.items()]
-    env = os.environ | {"SIGJAX_HOST_DEVICES": "1", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env()
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "sigjax.cli", *args, "--process-id", str(i)],

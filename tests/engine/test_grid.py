@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from helpers import tiny
 
-from sigjax import grid, sweep
+from sigjax.engine import grid, sweep
 from sigjax.errors import UserError
 
 

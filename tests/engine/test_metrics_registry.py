@@ -8,9 +8,11 @@ import pytest
 from helpers import tiny
 
 import sigjax
-from sigjax import config, grid, metrics, models, plan, results, sweep, train
+from sigjax import config
 from sigjax import data as data_lib
+from sigjax.engine import grid, metrics, plan, results, sweep, train
 from sigjax.errors import UserError
+from sigjax.nn import models
 
 
 @pytest.fixture(autouse=True)

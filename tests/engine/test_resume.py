@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import subprocess_env
 
 import experiments
-from sigjax import checkpoint, results, train
+from sigjax.engine import checkpoint, results, train
 from sigjax.errors import UserError
 from sigjax.study import Interrupted, run_study
 
@@ -128,7 +128,7 @@ def test_sigkill_after_a_checkpoint_then_resume(tmp_path, reference):
         "sys.exit(main(sys.argv[1:]))\n"
     )
     argv = [sys.executable, "-c", slow, *args]
-    env = os.environ | {"SIGJAX_HOST_DEVICES": "1", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ckpt = tmp_path / ".run.partial" / "checkpoint"
     deadline = time.time() + 120

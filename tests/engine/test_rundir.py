@@ -12,10 +12,11 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import subprocess_env
 
 import experiments
-from sigjax import checkpoint, results, rundir, sweep, train
 from sigjax.cli import main
+from sigjax.engine import checkpoint, results, rundir, sweep, train
 from sigjax.errors import Fault, UserError
 from sigjax.study import Interrupted, run_study
 
@@ -312,7 +313,7 @@ def test_two_runs_on_one_out_never_mix(tmp_path, reference):
         "checkpoint.Store.save_state = lambda *a: (save(*a), time.sleep(0.3))[0]\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    env = os.environ | {"SIGJAX_HOST_DEVICES": "1", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env()
     proc = subprocess.Popen(
         [sys.executable, "-c", slow, *args, *first],
         env=env,

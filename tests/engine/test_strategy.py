@@ -7,11 +7,11 @@ import textwrap
 
 import numpy as np
 import pytest
-from helpers import tiny
+from helpers import subprocess_env, tiny
 
 from sigjax import data as data_lib
-from sigjax import grid, plan, results, sweep, train
-from sigjax.plan import Strategy
+from sigjax.engine import grid, plan, results, sweep, train
+from sigjax.engine.plan import Strategy
 
 AXES = {"optim.lr": [0.03, 0.1, 0.3], "seed": [0, 1]}  # 6 members
 MIB = 1 << 20
@@ -29,12 +29,20 @@ def _group(cfg, strategy):
     return sweep.run_group(train.program(cfg, d), d, next(members).members, strategy=strategy)
 
 
-@pytest.mark.parametrize(
-    "strategy",
-    [Strategy(batch=1), Strategy(batch=2), Strategy(batch=4), Strategy(unroll=3)],
-    ids=str,
-)
-@pytest.mark.parametrize("log_every", [1, 5])
+FAST = {(5, Strategy(batch=4)), (1, Strategy(batch=2)), (5, Strategy(unroll=3))}
+STRATEGY_CASES = [  # the other combinations are `slow`: each compiles its own program
+    pytest.param(
+        log_every,
+        s,
+        id=f"{log_every}-{s}",
+        marks=() if (log_every, s) in FAST else pytest.mark.slow,
+    )
+    for s in (Strategy(batch=1), Strategy(batch=2), Strategy(batch=4), Strategy(unroll=3))
+    for log_every in (1, 5)
+]
+
+
+@pytest.mark.parametrize("log_every, strategy", STRATEGY_CASES)
 def test_one_device_strategies_equal_plain_vmap(strategy, log_every):
     # batch=4 of 6 members leaves a remainder that lax.map runs as its own vmap
     cfg = tiny(**{"train.log_every": log_every, "train.steps": 10})
@@ -46,20 +54,17 @@ def test_host_device_strategies_equal_plain_vmap_on_one_device(tmp_path):
     strategies = [Strategy(4, 0), Strategy(4, 1), Strategy(4, 2, unroll=2)]
     code = textwrap.dedent(f"""
         import sys, jax
-        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        sys.path.insert(0, {os.path.dirname(os.path.dirname(__file__))!r})
         from helpers import tiny
-        from sigjax import grid, results, sweep
-        from sigjax.plan import Strategy
+        from sigjax.engine import grid, results, sweep
+        from sigjax.engine.plan import Strategy
         assert jax.local_device_count() == 4, jax.devices()
         for i, s in enumerate({strategies!r}):
             # 8 members: each of the 4 devices gets 2 (the chunk is padded to the devices)
             axes = grid.make_axes({{"optim.lr": [0.03, 0.1, 0.3, 1.0], "seed": [0, 1]}})
             results.save(sweep.run(tiny(), axes, strategy=s), f"{tmp_path}/s{{i}}.nc")
     """)
-    env = os.environ | {
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-        "JAX_PLATFORMS": "cpu",
-    }
+    env = subprocess_env(4)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     axes = grid.make_axes({"optim.lr": [0.03, 0.1, 0.3, 1.0], "seed": [0, 1]})

@@ -8,15 +8,16 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-from helpers import tiny
+from helpers import subprocess_env, tiny
 
 from sigjax import data as data_lib
-from sigjax import grid, plan, results, sweep, train
+from sigjax.engine import grid, plan, results, sweep, train
 from sigjax.errors import UserError
 
 AXES = {"optim.lr": [0.03, 0.1, 0.3], "seed": [0, 1]}
 
 
+@pytest.mark.slow  # measures the memory of several chunk sizes
 def test_memory_estimate_within_a_factor_two_of_measured_bytes():
     for updates in ({}, {"model.depth": 5, "model.width": 64, "train.log_every": 1}):
         cfg = tiny(**updates)
@@ -63,17 +64,14 @@ def test_sharded_over_four_cpu_devices_equals_one_device(tmp_path):
     out = tmp_path / "sharded.nc"
     code = textwrap.dedent(f"""
         import sys, jax
-        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        sys.path.insert(0, {os.path.dirname(os.path.dirname(__file__))!r})
         from helpers import tiny
-        from sigjax import grid, results, sweep
+        from sigjax.engine import grid, results, sweep
         assert jax.local_device_count() == 4, jax.devices()
         ds = sweep.run(tiny(), grid.make_axes({AXES!r}))
         results.save(ds, {str(out)!r})
     """)
-    env = os.environ | {
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-        "JAX_PLATFORMS": "cpu",
-    }
+    env = subprocess_env(4)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     sharded = results.load(out)

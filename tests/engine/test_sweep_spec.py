@@ -14,9 +14,10 @@ import pytest
 
 import experiments
 import sigjax
-from sigjax import config, grid, plan, sweep
+from sigjax import config
 from sigjax.cli import main
 from sigjax.config import Config
+from sigjax.engine import grid, plan, sweep
 
 STUDY = "sigmoid_convergence"
 

@@ -5,9 +5,11 @@ import optax
 import pytest
 from helpers import tiny
 
-from sigjax import config, grid, losses, models, sweep, train
+from sigjax import config
 from sigjax import data as data_lib
+from sigjax.engine import grid, sweep, train
 from sigjax.errors import UserError
+from sigjax.nn import losses, models
 
 FIELDS = (
     "loss",

@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sigjax import activations
 from sigjax.errors import UserError
+from sigjax.nn import activations
 
 NAMES = activations.names()
 Z = jnp.linspace(-6.0, 6.0, 1201)

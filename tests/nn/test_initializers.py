@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sigjax import initializers, models
 from sigjax.errors import UserError
+from sigjax.nn import initializers, models
 
 SHAPE = (200, 120)
 

@@ -14,9 +14,10 @@ from helpers import tiny
 
 import experiments
 import sigjax
-from sigjax import checkpoint, initializers, losses, models, plan, results, sweep, train
 from sigjax import data as data_lib
+from sigjax.engine import checkpoint, plan, results, sweep, train
 from sigjax.errors import UserError
+from sigjax.nn import initializers, losses, models
 from sigjax.study import Interrupted, run_study
 
 FIELDS = ("loss", "grad_norm", "grad_norm_bias", "weight_norm", "act_mean", "act_std")

@@ -4,7 +4,6 @@ members against the same members alone, one program per α grid, the planner's c
 BatchNorm state through an interrupt or a SIGKILL and a resume."""
 
 import dataclasses
-import os
 import signal
 import subprocess
 import sys
@@ -15,25 +14,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tiny
+from helpers import subprocess_env, tiny
 from test_resume import _assert_same
 
 import experiments
-from sigjax import (
-    checkpoint,
-    config,
-    grid,
-    losses,
-    metrics,
-    models,
-    nets,
-    plan,
-    results,
-    sweep,
-    train,
-)
+from sigjax import config
 from sigjax import data as data_lib
+from sigjax.engine import checkpoint, grid, metrics, plan, programs, results, sweep, train
 from sigjax.errors import UserError
+from sigjax.nn import losses, models, nets
 from sigjax.study import Interrupted, run_study
 
 EPS = nets.EPS
@@ -204,7 +193,7 @@ FIELDS = ("loss", "grad_norm", "grad_norm_bias", "grad_norm_scale", "saturation"
     "updates",
     [
         {"model.arch": "resmlp", "model.norm": "batch"},
-        {"model.arch": "mlp", "model.norm": "layer"},
+        pytest.param({"model.arch": "mlp", "model.norm": "layer"}, marks=pytest.mark.slow),
     ],
 )
 def test_sweep_members_equal_the_same_members_trained_alone(updates):
@@ -228,7 +217,7 @@ def test_sweep_members_equal_the_same_members_trained_alone(updates):
 
 
 def test_an_alpha_grid_is_one_static_group_and_compiles_once(monkeypatch):
-    sweep.compiled.cache_clear()  # an earlier test may have compiled this very program
+    programs.compiled.cache_clear()  # an earlier test may have compiled this very program
     traces = []
     for name in ("init", "advance", "finish"):
         original = getattr(train.Program, name)
@@ -378,7 +367,7 @@ def test_batch_norm_state_survives_an_interrupt_and_resume(tmp_path, monkeypatch
 # The child slows each checkpoint down so that the kill lands mid-run, after one; the resumed
 # child says whether it went on from a saved state.
 CHILD = """import sys, time
-from sigjax import checkpoint
+from sigjax.engine import checkpoint
 from sigjax.cli import main
 save, load = checkpoint.Store.save_state, checkpoint.Store.load_state
 checkpoint.Store.save_state = lambda *a: (save(*a), time.sleep(0.5))[0]
@@ -397,7 +386,7 @@ def test_batch_norm_state_survives_sigkill_and_resume(tmp_path, reference):
     args = ["run", "sigmoid_convergence", "--out", str(out), "--quiet"]
     args += [f"--set={k}={v}" for k, v in SETS.items()]
     args += [f"--grid={k}={','.join(map(str, v))}" for k, v in GRIDS.items()]
-    env = os.environ | {"SIGJAX_HOST_DEVICES": "1", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env()
     argv = [sys.executable, "-c", CHILD, *args]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ckpt = tmp_path / ".run.partial" / "checkpoint"

@@ -9,8 +9,9 @@ import pytest
 from helpers import tiny
 
 from sigjax import data as data_lib
-from sigjax import optim, plan, train
+from sigjax.engine import plan, train
 from sigjax.errors import UserError
+from sigjax.nn import optim
 
 STEPS = 40
 LR = 0.3

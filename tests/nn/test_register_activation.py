@@ -13,10 +13,12 @@ import pytest
 from helpers import tiny
 
 import sigjax
-from sigjax import activations, grid, sweep, theory, train
 from sigjax import data as data_lib
-from sigjax import theory_numerics as nm
+from sigjax import theory
+from sigjax.engine import grid, sweep, train
 from sigjax.errors import UserError
+from sigjax.nn import activations
+from sigjax.theory import numerics as nm
 
 LECUN_A, LECUN_B = 1.7159, 2.0 / 3.0
 SMALL = {"train.steps": 5, "model.depth": 1, "model.width": 8}  # compiles in seconds

@@ -16,9 +16,11 @@ import pytest
 
 from experiments import dynamical_isometry as di
 from experiments import glorot2010 as g10
-from sigjax import config, models, theory, train
+from sigjax import config, theory
 from sigjax import data as data_lib
 from sigjax.cli import main
+from sigjax.engine import train
+from sigjax.nn import models
 
 
 @pytest.mark.parametrize(
@@ -122,6 +124,7 @@ def _run(tmp_path, name, *args):
     return out, json.loads((out / "config.json").read_text())
 
 
+@pytest.mark.slow  # the whole study, shrunk; test_glorot2010.py tests its parts
 def test_glorot2010_runs_end_to_end(tmp_path):
     out, meta = _run(
         tmp_path,
@@ -145,6 +148,7 @@ def test_glorot2010_runs_end_to_end(tmp_path):
     assert ratios["digits/tanh"]["var_backprop"] < ratios["digits/tanh-N"]["var_backprop"]
 
 
+@pytest.mark.slow  # the whole study, shrunk; test_dynamical_isometry.py tests its parts
 def test_dynamical_isometry_runs_end_to_end(tmp_path):
     out, meta = _run(
         tmp_path,

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from experiments import dynamical_isometry as di
-from sigjax import config, models, train
-from sigjax import free_probability as fp
+from sigjax import config
+from sigjax.engine import train
+from sigjax.nn import models
+from sigjax.theory import free_probability as fp
 
 
 def _moments(x, rho, k):
@@ -103,7 +105,7 @@ def test_spectra_compile_one_program_for_every_case():
     assert di._prefix_jacobians._cache_size() == before + 1  # one shape: one program
 
 
-@pytest.mark.parametrize("scheme", ["gaussian", "orthogonal"])
+@pytest.mark.parametrize("scheme", ["gaussian", pytest.param("orthogonal", marks=pytest.mark.slow)])
 def test_scaled_inputs_put_every_layer_of_the_training_nets_at_q_star(scheme):
     cfg = di._group_cfg(
         config.replace(di.CONFIG, {"model.depth": 6, "init.scheme": scheme, "model.width": 64})

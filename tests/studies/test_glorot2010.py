@@ -12,8 +12,10 @@ import xarray as xr
 from scipy import stats
 
 from experiments import glorot2010 as g10
-from sigjax import activations, config, metrics, models, probes, train
+from sigjax import config
 from sigjax import data as data_lib
+from sigjax.engine import metrics, probes, train
+from sigjax.nn import activations, models
 
 
 def _net(activation: str, scheme: str, width: int, depth: int, in_dim: int, seed: int = 0):
@@ -33,6 +35,7 @@ def _net(activation: str, scheme: str, width: int, depth: int, in_dim: int, seed
     return prog, prog.init(train.hparams_of(cfg), jax.random.key(seed)).params
 
 
+@pytest.mark.slow  # jacfwd of every layer of every member (the quarter-circle test: at init)
 def test_layer_jacobian_singular_values_are_those_of_jacfwd_of_each_layer():
     prog, params = _net("tanh", "normalized", width=7, depth=3, in_dim=5)
     names = models.layer_names(params)

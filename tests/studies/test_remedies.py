@@ -6,8 +6,9 @@ import pytest
 
 from experiments import remedies as study
 from experiments.glorot2010 import split_data
-from sigjax import analysis, config, results, theory
+from sigjax import analysis, config, theory
 from sigjax import data as data_lib
+from sigjax.engine import results
 from sigjax.study import run_study
 
 

@@ -19,8 +19,8 @@ from experiments import dynamical_isometry as di
 from experiments import glorot2010 as gl
 from experiments import sigmoid_convergence as sc
 from experiments import trainability
-from sigjax import sweep
 from sigjax.cli import main
+from sigjax.engine import sweep
 
 TINY = {"train.steps": 20, "train.log_every": 10, "model.width": 8}
 SIGMA_W2 = [0.5, 1.0, 2.0, 3.0, 4.0]
@@ -29,7 +29,7 @@ SIGMA_W2 = [0.5, 1.0, 2.0, 3.0, 4.0]
 @pytest.fixture(autouse=True)
 def _quick_blog_example(monkeypatch):
     """The sigmoid study's report also replays the blog's example through sigjax's engine
-    (1000 steps); tests/test_sigmoid_convergence.py checks that part, here the hand-written
+    (1000 steps); tests/studies/test_sigmoid_convergence.py checks that part, here the hand-written
     descent stands in for it."""
     monkeypatch.setattr(sc, "blog_engine", sc.blog_descent)
 
@@ -229,6 +229,7 @@ def test_dynamical_isometry_table_has_a_row_per_extra_setting(tmp_path, monkeypa
 # ---------------------------------------------------------------- trainability
 
 
+@pytest.mark.slow  # trains a trainability grid twice over
 def test_trainability_table_has_a_row_per_extra_setting(tmp_path):
     study = experiments.get("trainability").with_overrides(
         {"model.width": 8, "train.steps": 4, "train.log_every": 2},

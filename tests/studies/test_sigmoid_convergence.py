@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from experiments import sigmoid_convergence as study
-from sigjax import analysis, config, grid, sweep
+from sigjax import analysis, config
+from sigjax.engine import grid, sweep
 
 
 def test_manual_gradient_equals_jax_grad():

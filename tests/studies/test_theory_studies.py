@@ -15,7 +15,8 @@ import pytest
 from experiments import gradient_propagation as gp
 from experiments import phase_diagram as pd_
 from experiments import trainability as tr
-from sigjax import cli, config, grid, results, theory
+from sigjax import cli, config, theory
+from sigjax.engine import grid, results
 
 WIDTH, DEPTH, SEEDS = 300, 20, 4
 K = 3.0  # bound on √N × (std of one per-layer log ratio) for tanh (measured ≈ 1.5-2.4)
@@ -186,6 +187,7 @@ def test_gradient_propagation_end_to_end(tmp_path):
     assert "log χ₁ predicted" in (out / "table.md").read_text()
 
 
+@pytest.mark.slow  # the whole study, shrunk; test_report_grids.py checks its table
 def test_trainability_end_to_end(tmp_path):
     out, head, ds = _run(
         tmp_path,

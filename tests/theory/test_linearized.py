@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sigjax import config, deep_linear, linearized, train
+from sigjax import config
 from sigjax import data as data_lib
 from sigjax.config import Config
+from sigjax.engine import train
 from sigjax.errors import UserError
+from sigjax.theory import deep_linear, linearized
 
 
 def test_the_prediction_is_gradient_descent_on_a_model_linear_in_its_parameters():

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize
 
-from sigjax import activations, theory, theory_cli
-from sigjax import theory_numerics as nm
+from sigjax import theory
+from sigjax.cli import theory_command as theory_cli
 from sigjax.errors import UserError
+from sigjax.nn import activations
+from sigjax.theory import numerics as nm
 
 BOUNDED = ["tanh", "sigmoid", "erf", "softsign", "hard_tanh", "hard_sigmoid", "centred_sigmoid"]
 

@@ -8,9 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sigjax import activations, models, theory
+from sigjax import theory
 from sigjax.errors import UserError
-from sigjax.theory_kernels import kernels
+from sigjax.nn import activations, models
+from sigjax.theory.infinite_width import kernels
 
 # inputs with near-parallel, near-orthogonal and anti-correlated pairs and unequal norms
 X = np.array(
