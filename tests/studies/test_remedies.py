@@ -13,30 +13,30 @@ from sigjax.study import run_study
 
 
 def test_critical_init_lies_on_the_chi1_line():
-    w, b = study.critical_init()
-    assert b == study.CRITICAL_SIGMA_B2
+    w, b = study.training.critical_init()
+    assert b == study.training.CRITICAL_SIGMA_B2
     assert theory.chi_1("sigmoid", w, b) == pytest.approx(1.0, abs=1e-6)
     # and off it on either side: χ₁ grows with σ_w² at fixed σ_b²
     assert theory.chi_1("sigmoid", 0.9 * w, b) < 1 < theory.chi_1("sigmoid", 1.1 * w, b)
-    cfg = study.remedy_config("critical", study.CONFIG)
+    cfg = study.training.remedy_config("critical", study.CONFIG)
     assert (cfg.init.sigma_w2, cfg.init.sigma_b2) == (w, b)
 
 
 def test_bn_growth_prediction_closed_forms():
     # ReLU: E[φ'²] = 1/2, Var φ = 1/2 - 1/(2π): ratio π/(π - 1); a linear φ: ratio 1
-    assert study.bn_growth_prediction("relu") == pytest.approx(math.sqrt(math.pi / (math.pi - 1)))
-    assert study.bn_growth_prediction("identity") == pytest.approx(1.0, abs=1e-6)
+    assert study.checks.bn_growth_prediction("relu") == pytest.approx(math.sqrt(math.pi / (math.pi - 1)))
+    assert study.checks.bn_growth_prediction("identity") == pytest.approx(1.0, abs=1e-6)
     # the sigmoid by Monte Carlo over z ~ N(0, 1)
     z = np.random.default_rng(0).standard_normal(2_000_000)
     s = 1 / (1 + np.exp(-z))
     mc = math.sqrt(np.mean((s * (1 - s)) ** 2) / np.var(s))
-    assert study.bn_growth_prediction("sigmoid") == pytest.approx(mc, rel=2e-3)
+    assert study.checks.bn_growth_prediction("sigmoid") == pytest.approx(mc, rel=2e-3)
 
 
 def test_growth_factor_of_a_geometric_profile():
     depth, g = 7, 1.3
     norms = g ** -np.arange(depth + 1.0)  # layer 1 .. depth+1, shrinking toward the output
-    assert study.growth_factor(norms, depth) == pytest.approx(g)
+    assert study.checks.growth_factor(norms, depth) == pytest.approx(g)
 
 
 def test_validation_split_is_disjoint_from_training_rows():
@@ -51,25 +51,25 @@ def test_validation_split_is_disjoint_from_training_rows():
 def test_pick_rate_is_the_argmax_of_mean_validation_accuracy():
     val = np.array([[0.2, 0.3], [0.6, np.nan], [0.4, 0.45], [0.1, 0.1]])
     # means (NaN = diverged = 0): 0.25, 0.3, 0.425, 0.1
-    assert study.pick_rate(val) == 2
+    assert study.training.pick_rate(val) == 2
 
 
 def test_remedies_that_differ_in_init_and_traced_values_share_a_program():
-    groups = study.groups_of(study.CONFIG, list(study.REMEDIES))
+    groups = study.training.groups_of(study.CONFIG, list(study.training.REMEDIES))
     together = next(g for g in groups if "plain" in g.cfgs)
     assert {"plain", "glorot", "he", "critical", "clip"} <= set(together.cfgs)
     res = next(g for g in groups if "residual" in g.cfgs)
     assert set(res.cfgs) == {"residual", "residual_sqrt"}
     depth = study.CONFIG.model.depth
     assert res.cfgs["residual_sqrt"].init.residual_scale == pytest.approx(depth**-0.5)
-    assert len({study.static_key(c) for g in groups for c in g.cfgs.values()}) == len(groups)
+    assert len({study.training.static_key(c) for g in groups for c in g.cfgs.values()}) == len(groups)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, monkeypatch_module):
     """The study on a tiny grid: digits, depth 3, width 8, 3 remedies in 2 programs."""
     m = monkeypatch_module
-    m.setattr(study, "REMEDIES", {k: study.REMEDIES[k] for k in ("plain", "he", "batchnorm")})
+    m.setattr(study, "REMEDIES", {k: study.training.REMEDIES[k] for k in ("plain", "he", "batchnorm")})
     m.setattr(study, "N_RATES", 3)
     m.setattr(study, "SGD_RATES", (0.03, 0.3, 3.0))
     m.setattr(study, "TUNE_SEEDS", (1000, 1001))
