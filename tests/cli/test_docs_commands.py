@@ -202,8 +202,8 @@ def tiny(tmp_path_factory):
             "SIGMA_W2",
             {k: v[:: len(v) - 1] for k, v in trainability.SIGMA_W2.items()},
         )
-        mp.setattr(dynamical_isometry, "MIN_SPECTRA_DEPTH", 4)
-        mp.setattr(dynamical_isometry, "MIN_SPECTRA_WIDTH", 8)
+        mp.setattr(dynamical_isometry.jacobians, "MIN_SPECTRA_DEPTH", 4)
+        mp.setattr(dynamical_isometry.jacobians, "MIN_SPECTRA_WIDTH", 8)
         # the blog's example by hand for a few steps
         # (tests/studies/test_sigmoid_convergence.py checks it against sigjax's engine)
         descent = functools.partial(sigmoid_convergence.blog_descent, steps=STEPS)

@@ -43,9 +43,11 @@ def test_study_jacobian_equals_jacfwd_of_the_model(activation, scheme, sigma_w2,
     params = models.init_params(model, jax.random.key(3), width, sigma_w2, sigma_b2)
     x0 = jax.random.normal(jax.random.key(4), (width,))
     ref = jax.jacfwd(lambda x: models.apply(model, params, x[None])[0][0])(x0)
-    np.testing.assert_allclose(di.jacobian(params, x0, activation), ref.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        di.jacobians.jacobian(params, x0, activation), ref.T, rtol=1e-5, atol=1e-6
+    )
     # every prefix too: layer l's entry is the Jacobian of the first l layers
-    prefix = di.layer_jacobians(*di.stack_params(params), x0, activation)
+    prefix = di.jacobians.layer_jacobians(*di.jacobians.stack_params(params), x0, activation)
     sub = {n: params[n] for n in ("layer_1", "layer_2")}
     small = models.MLP(
         widths=(width,), out_dim=width, activation=activation, head_activation=activation
@@ -91,18 +93,20 @@ def test_backprop_variance_shrinks_toward_the_input_with_standard_init_only():
 
 def test_critical_parameters_sit_on_the_critical_line_at_small_q():
     for act in ("tanh", "erf", "centred_sigmoid"):
-        w2, b2, q = di.critical_params(act, di.SMALL_Q)
-        assert q == pytest.approx(di.SMALL_Q, rel=1e-6)
+        w2, b2, q = di.jacobians.critical_params(act, di.jacobians.SMALL_Q)
+        assert q == pytest.approx(di.jacobians.SMALL_Q, rel=1e-6)
         # q_start just off q*: theory.q_star from q_start = 1 can stop at 2^-7 when q* = 2^-6
         assert float(theory.chi_1(act, w2, b2, q_start=0.9)) == pytest.approx(1.0, abs=1e-6)
         assert float(theory.q_star(act, w2, b2, q_start=0.9)) == pytest.approx(q, rel=1e-4)
-    w2, b2, q = di.critical_params("sigmoid", di.SMALL_Q)  # no small q*: σ_b² = 0, q* ≈ 46
+    w2, b2, q = di.jacobians.critical_params(
+        "sigmoid", di.jacobians.SMALL_Q
+    )  # no small q*: σ_b² = 0, q* ≈ 46
     assert b2 == 0.0 and q > 40
 
 
 def test_orthogonal_spectrum_is_narrower_than_gaussian_for_tanh_at_small_q():
-    cases = (("tanh", "tanh", di.SMALL_Q),)
-    ds = di.spectra(32, (4, 16), (0, 1), cases=cases)
+    cases = (("tanh", "tanh", di.jacobians.SMALL_Q),)
+    ds = di.jacobians.spectra(32, (4, 16), (0, 1), cases=cases)
     var = ds.sv2.var("sample").sel(case="tanh")
     gauss, orth = var.sel(spec_scheme="gaussian"), var.sel(spec_scheme="orthogonal")
     assert np.all(orth < 0.05 * gauss)

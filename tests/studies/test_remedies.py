@@ -24,7 +24,9 @@ def test_critical_init_lies_on_the_chi1_line():
 
 def test_bn_growth_prediction_closed_forms():
     # ReLU: E[φ'²] = 1/2, Var φ = 1/2 - 1/(2π): ratio π/(π - 1); a linear φ: ratio 1
-    assert study.checks.bn_growth_prediction("relu") == pytest.approx(math.sqrt(math.pi / (math.pi - 1)))
+    assert study.checks.bn_growth_prediction("relu") == pytest.approx(
+        math.sqrt(math.pi / (math.pi - 1))
+    )
     assert study.checks.bn_growth_prediction("identity") == pytest.approx(1.0, abs=1e-6)
     # the sigmoid by Monte Carlo over z ~ N(0, 1)
     z = np.random.default_rng(0).standard_normal(2_000_000)
@@ -62,14 +64,18 @@ def test_remedies_that_differ_in_init_and_traced_values_share_a_program():
     assert set(res.cfgs) == {"residual", "residual_sqrt"}
     depth = study.CONFIG.model.depth
     assert res.cfgs["residual_sqrt"].init.residual_scale == pytest.approx(depth**-0.5)
-    assert len({study.training.static_key(c) for g in groups for c in g.cfgs.values()}) == len(groups)
+    assert len({study.training.static_key(c) for g in groups for c in g.cfgs.values()}) == len(
+        groups
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, monkeypatch_module):
     """The study on a tiny grid: digits, depth 3, width 8, 3 remedies in 2 programs."""
     m = monkeypatch_module
-    m.setattr(study, "REMEDIES", {k: study.training.REMEDIES[k] for k in ("plain", "he", "batchnorm")})
+    m.setattr(
+        study, "REMEDIES", {k: study.training.REMEDIES[k] for k in ("plain", "he", "batchnorm")}
+    )
     m.setattr(study, "N_RATES", 3)
     m.setattr(study, "SGD_RATES", (0.03, 0.3, 3.0))
     m.setattr(study, "TUNE_SEEDS", (1000, 1001))
