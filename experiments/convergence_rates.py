@@ -33,12 +33,11 @@ import pandas as pd
 import xarray as xr
 
 from experiments import sigmoid_convergence
-from experiments.trainability import _Shifted
 from sigjax import analysis, config
 from sigjax import data as data_lib
 from sigjax.analysis import plotting
 from sigjax.config import Config
-from sigjax.engine import curvature, grid, sweep, train
+from sigjax.engine import checkpoint, curvature, grid, sweep, train
 from sigjax.study import Study
 from sigjax.theory import deep_linear, linearized
 from sigjax.theory import infinite_width as theory_kernels
@@ -115,7 +114,9 @@ def compute(cfg: Config, axes, progress: bool = False, store=None) -> xr.Dataset
                 sub = config.replace(
                     cfg, {"data.name": task, "model.activation": act, "model.width": width}
                 )
-                part, n_groups = _group(sub, seeds, _Shifted(store, offset) if store else None)
+                part, n_groups = _group(
+                    sub, seeds, checkpoint.Shifted(store, offset) if store else None
+                )
                 parts.append(part.expand_dims(task=[task], activation=[act], width=[width]))
                 offset += n_groups
     ds = xr.combine_by_coords(parts, combine_attrs="drop_conflicts")
@@ -190,7 +191,7 @@ def _default_part(store, offset: int) -> xr.Dataset:
     axes = grid.make_axes(
         {"model.activation": DEFAULT_ACTIVATIONS, "optim.lr": DEFAULT_LRS, "seed": DEFAULT_SEEDS}
     )
-    ds = sweep.run(base, axes, store=_Shifted(store, offset) if store else None)
+    ds = sweep.run(base, axes, store=checkpoint.Shifted(store, offset) if store else None)
     ds = ds[["loss", "sharpness", "eos_at", "diverged_at"]].drop_vars("layer", errors="ignore")
     names = {d: f"default_{d}" for d in ds.dims}
     return ds.rename({**names, **{v: f"default_{v}" for v in ds.data_vars}})

@@ -48,7 +48,7 @@ from sigjax import analysis, config, theory
 from sigjax import data as data_lib
 from sigjax.analysis import plotting
 from sigjax.config import Config
-from sigjax.engine import metrics, sweep
+from sigjax.engine import checkpoint, metrics, sweep
 from sigjax.errors import UserError
 from sigjax.nn import losses
 from sigjax.study import Study
@@ -163,33 +163,6 @@ VAL_TEST = {
 # ---------------------------------------------------------------- compute
 
 
-class _Shifted:
-    """A checkpoint store seen through a group offset, so several sweeps share one run's store.
-
-    The group index is shifted; further arguments (chunk, state, `rows=` …) pass as given."""
-
-    def __init__(self, store, offset: int):
-        self.store, self.offset = store, offset
-
-    def save_group(self, g, *args, **kw):
-        return self.store.save_group(g + self.offset, *args, **kw)
-
-    def load_group(self, g, *args, **kw):
-        return self.store.load_group(g + self.offset, *args, **kw)
-
-    def save_chunk(self, g, *args, **kw):
-        return self.store.save_chunk(g + self.offset, *args, **kw)
-
-    def load_chunk(self, g, *args, **kw):
-        return self.store.load_chunk(g + self.offset, *args, **kw)
-
-    def save_state(self, g, *args, **kw):
-        return self.store.save_state(g + self.offset, *args, **kw)
-
-    def load_state(self, g, *args, **kw):
-        return self.store.load_state(g + self.offset, *args, **kw)
-
-
 def _own_axis(axes, key: str, table: dict, activation: str) -> tuple:
     """The grid's values for `key` when given, else the activation's own axis from `table`."""
     for a in axes:
@@ -236,7 +209,7 @@ def compute(cfg: Config, axes, progress: bool = False, store=None) -> xr.Dataset
         )
         sub_axes = (*rest, *own_axes)
         sub_cfg = config.replace(run_cfg, {"model.activation": act})
-        sub_store = _Shifted(store, offset) if store is not None else None
+        sub_store = checkpoint.Shifted(store, offset) if store is not None else None
         parts.append(sweep.run(sub_cfg, sub_axes, progress=progress, store=sub_store, data=data))
         offset += len(sweep.check(sub_cfg, sub_axes))
         for a in own_axes:

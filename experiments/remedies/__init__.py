@@ -48,7 +48,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from experiments import _extra
-from experiments.glorot2010 import split_data
+from experiments.glorot2010.training import split_data
 from experiments.remedies import checks, reporting, training
 from sigjax import config
 from sigjax import data as data_lib

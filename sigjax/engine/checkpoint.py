@@ -244,3 +244,30 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise UserError(
             f"checkpoint file {path} is corrupt or truncated; rerun with --overwrite to start over"
         ) from None
+
+
+class Shifted:
+    """A checkpoint store seen through a group offset, so several sweeps share one run's store.
+
+    The group index is shifted; further arguments (chunk, state, `rows=` …) pass as given."""
+
+    def __init__(self, store, offset: int):
+        self.store, self.offset = store, offset
+
+    def save_group(self, g, *args, **kw):
+        return self.store.save_group(g + self.offset, *args, **kw)
+
+    def load_group(self, g, *args, **kw):
+        return self.store.load_group(g + self.offset, *args, **kw)
+
+    def save_chunk(self, g, *args, **kw):
+        return self.store.save_chunk(g + self.offset, *args, **kw)
+
+    def load_chunk(self, g, *args, **kw):
+        return self.store.load_chunk(g + self.offset, *args, **kw)
+
+    def save_state(self, g, *args, **kw):
+        return self.store.save_state(g + self.offset, *args, **kw)
+
+    def load_state(self, g, *args, **kw):
+        return self.store.load_state(g + self.offset, *args, **kw)

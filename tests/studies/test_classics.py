@@ -64,7 +64,9 @@ def test_backprop_variance_shrinks_toward_the_input_with_standard_init_only():
     data = data_lib.Data(x_train=x, y_train=y, n_classes=10)
     progs = [
         train.program(
-            config.replace(g10.CONFIG, {"model.width": 32, "model.depth": 5, "init.scheme": s}),
+            config.replace(
+                g10.training.CONFIG, {"model.width": 32, "model.depth": 5, "init.scheme": s}
+            ),
             data,
         )
         for s in ("standard", "normalized")
@@ -75,9 +77,9 @@ def test_backprop_variance_shrinks_toward_the_input_with_standard_init_only():
         out, gap = [], []
         for prog in progs:
             params = prog.init(hp, jax.random.key(seed)).params
-            out.append(g10.distributions(prog, params, x, y)["var_backprop"])
+            out.append(g10.training.distributions(prog, params, x, y)["var_backprop"])
             # the study's hand-written forward pass is the model's
-            mine = g10.forward(params, x, "sigmoid")[0]
+            mine = g10.training.forward(params, x, "sigmoid")[0]
             gap.append(jnp.abs(mine - models.apply(prog.model, params, x)[0]).max())
         return jnp.stack(out), jnp.stack(gap)
 

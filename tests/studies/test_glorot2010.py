@@ -23,7 +23,7 @@ def _net(activation: str, scheme: str, width: int, depth: int, in_dim: int, seed
     x = jnp.zeros((4, in_dim), jnp.float32)
     data = data_lib.Data(x_train=x, y_train=jnp.zeros(4, jnp.int32), n_classes=10)
     cfg = config.replace(
-        g10.CONFIG,
+        g10.training.CONFIG,
         {
             "model.width": width,
             "model.depth": depth,
@@ -40,7 +40,7 @@ def test_layer_jacobian_singular_values_are_those_of_jacfwd_of_each_layer():
     prog, params = _net("tanh", "normalized", width=7, depth=3, in_dim=5)
     names = models.layer_names(params)
     x = jax.random.normal(jax.random.key(1), (3, 5))
-    _, pre, post = g10.forward(params, x, "tanh")
+    _, pre, post = g10.training.forward(params, x, "tanh")
     acts = ["tanh"] * (len(names) - 1) + ["identity"]
     h_prev = [x, *post[:-1]]
     for name, z, h, act in zip(names, pre, h_prev, acts, strict=True):
@@ -55,7 +55,7 @@ def test_layer_jacobian_singular_values_are_those_of_jacfwd_of_each_layer():
             want = np.linalg.svd(np.asarray(jac), compute_uv=False)
             np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-6)
     # the study's per-layer summary is their mean, on the first N_JAC examples
-    d = g10.distributions(prog, params, x, jnp.zeros(3, jnp.int32))
+    d = g10.training.distributions(prog, params, x, jnp.zeros(3, jnp.int32))
     means = [
         probes.layer_jacobian_svs(params[n]["kernel"], z, a).mean()
         for n, z, a in zip(names, pre, acts, strict=True)
@@ -73,7 +73,7 @@ def test_mean_jacobian_singular_value_at_init_follows_the_quarter_circle_law(sch
     width = 256
     prog, params = _net("tanh", scheme, width=width, depth=3, in_dim=width, seed=2)
     x = 1e-3 * jax.random.normal(jax.random.key(3), (4, width))
-    _, pre, _ = g10.forward(params, x, "tanh")
+    _, pre, _ = g10.training.forward(params, x, "tanh")
     names = models.layer_names(params)
     sv = probes.mean_jacobian_svs([params[n]["kernel"] for n in names], pre, ["tanh"] * len(names))
     want = probes.QUARTER_CIRCLE_MEAN * np.sqrt(n_var_w)
@@ -97,7 +97,7 @@ def registry():
 def test_jacobian_metric_of_a_training_step_equals_the_probe_on_its_batch(registry):
     probes.register(["jacobian_sv"])
     cfg = config.replace(
-        g10.CONFIG,
+        g10.training.CONFIG,
         {"model.width": 6, "model.depth": 2, "train.steps": 2, "train.log_every": 1},
     )
     cfg = config.replace(cfg, {"train.metrics": "jacobian_sv", "data.name": "digits"})
@@ -107,7 +107,7 @@ def test_jacobian_metric_of_a_training_step_equals_the_probe_on_its_batch(regist
     _, traj = jax.jit(train.make_train(cfg, data))(hp, key)
     params = prog.init(hp, key).params
     x, _ = data_lib.batch(data, train.Program.data_key(key, 0), cfg.train.batch_size)
-    _, pre, _ = g10.forward(params, x, "sigmoid")
+    _, pre, _ = g10.training.forward(params, x, "sigmoid")
     names = models.layer_names(params)
     want = probes.mean_jacobian_svs(
         [params[n]["kernel"] for n in names], pre, ["sigmoid", "sigmoid", "identity"]
@@ -139,14 +139,14 @@ def test_welch_p_value_is_the_hand_formula():
     va, vb = x.var(ddof=1) / len(x), b.var(ddof=1) / len(b)
     t = (x.mean() - b.mean()) / np.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(b) - 1))
-    assert g10.welch_p(a, b) == pytest.approx(2 * stats.t.sf(abs(t), df), rel=1e-9)
-    assert np.isnan(g10.welch_p(np.full(4, 90.0), np.full(4, 90.0)))  # both stuck at chance
+    assert g10.tables.welch_p(a, b) == pytest.approx(2 * stats.t.sf(abs(t), df), rel=1e-9)
+    assert np.isnan(g10.tables.welch_p(np.full(4, 90.0), np.full(4, 90.0)))  # both stuck at chance
 
 
 def test_gain_interval_is_centred_on_the_difference_of_gains_with_its_spread():
     rng = np.random.default_rng(1)
     groups = [rng.normal(m, 1.0, 40) for m in (10.0, 4.0, 8.0, 6.0)]  # gains 6 and 2
-    est, lo, hi = g10.gain_interval(*groups)
+    est, lo, hi = g10.tables.gain_interval(*groups)
     want = (groups[0].mean() - groups[1].mean()) - (groups[2].mean() - groups[3].mean())
     assert est == pytest.approx(want, rel=1e-12)
     se = np.sqrt(sum(g.var() / len(g) for g in groups))  # the bootstrap's standard error
@@ -179,14 +179,14 @@ def _synthetic(depths=None, seeds=6):
         },
         coords=coords | {"step": [0, 10]},
     )
-    cfg = config.replace(g10.CONFIG, {"model.depth": 4})
+    cfg = config.replace(g10.training.CONFIG, {"model.depth": 4})
     ds.attrs["config"] = config.to_json(cfg)
     return ds, err
 
 
 def test_claims_give_each_ordering_its_difference_and_welch_p_value():
     ds, err = _synthetic()
-    got = {c["claim"]: c for c in g10.claims(ds)}
+    got = {c["claim"]: c for c in g10.tables.claims(ds)}
     e = 100 * err[0, :, :, 1, :]  # at the best rate (the second), in %
     tanh = got["tanh-N < tanh"]
     assert tanh["difference"] == pytest.approx(e[0, 0].mean() - e[0, 1].mean(), rel=1e-6)
@@ -201,7 +201,7 @@ def test_claims_give_each_ordering_its_difference_and_welch_p_value():
 def test_table_caption_states_the_depths_that_ran():
     for depths, text in ((None, "; 4 hidden layers of width"), ([4, 5], "; 4 and 5 hidden layers")):
         ds, _ = _synthetic(depths)
-        md = g10._markdown(g10.table(ds), ds, g10.claims(ds))
+        md = g10.tables._markdown(g10.tables.table(ds), ds, g10.tables.claims(ds))
         assert text in md and "over 6 seeds" in md
         assert "5 hidden layers of width" not in md
         assert ("| digits, depth 5 | tanh-N < tanh |" in md) == bool(depths)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from experiments import remedies as study
-from experiments.glorot2010 import split_data
+from experiments.glorot2010.training import split_data
 from sigjax import analysis, config, theory
 from sigjax import data as data_lib
 from sigjax.engine import results

@@ -171,7 +171,7 @@ def test_glorot2010_table_has_a_row_per_extra_setting(tmp_path):
     one = ds.sel(name="digits", activation="tanh", scheme="normalized", weight_decay=0.01)
     err = (1 - one.val_accuracy.isel(step=-1)).fillna(1.0).mean("seed").values
     vloss = one.val_loss.isel(step=-1).fillna(np.inf).mean("seed").values
-    lr = float(one.lr.values[np.argmin(np.where(err <= err.min() + gl.TIE, vloss, np.inf))])
+    lr = float(one.lr.values[np.argmin(np.where(err <= err.min() + gl.tables.TIE, vloss, np.inf))])
     row = table[(table.weight_decay == 0.01) & (table.variant == "tanh-N")].iloc[0]
     assert row.best_lr == pytest.approx(lr)
     test_err = 100 * one.final_test_error.sel(lr=lr).values
