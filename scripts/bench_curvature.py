@@ -52,7 +52,7 @@ def main() -> None:
     print(f"{'width':>6} {'metrics':<28} {'ms/step':>9} {'× plain':>8}")
     for width in (int(w) for w in args.widths.split(",")):
         base = config.replace(
-            convergence_rates.CONFIG,
+            convergence_rates.training.CONFIG,
             {
                 "data.name": "seed_regression",
                 "model.width": width,

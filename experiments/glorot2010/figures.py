@@ -4,19 +4,19 @@ activation and gradient distributions, their variances, and validation error vs 
 from __future__ import annotations
 
 from experiments.glorot2010.tables import (
-    _figure_settings,
-    _first_note,
-    _label,
-    _settings,
+    all_settings,
     at_best,
     best_lr,
+    figure_settings,
+    first_note,
+    label,
     variant,
 )
 from experiments.glorot2010.training import WHEN
 from sigjax.analysis import plotting
 
 
-def _trajectory(ds, setting, act, scheme):
+def trajectory(ds, setting, act, scheme):
     """The first seed at the best learning rate of one variant."""
     sel = {**setting, "activation": act, "scheme": scheme}
     lr = float(best_lr(ds).sel(sel))
@@ -27,8 +27,8 @@ def _hidden(one) -> list[int]:
     return list(range(1, int(one.n_layers)))
 
 
-def _fig_activations(ds, out):
-    settings, note = _figure_settings(ds)
+def fig_activations(ds, out):
+    settings, note = figure_settings(ds)
     schemes = ds.scheme.values.tolist()
     acts = ds.activation.values.tolist()
     cols = [(s, sc) for s in settings for sc in schemes]
@@ -37,7 +37,7 @@ def _fig_activations(ds, out):
     for i, act in enumerate(acts):
         for j, (s, sc) in enumerate(cols):
             ax = axes[i, j]
-            one = _trajectory(ds, s, act, sc)
+            one = trajectory(ds, s, act, sc)
             hidden = _hidden(one)
             for layer in hidden:
                 c = cmap((layer - 1) / max(len(hidden) - 1, 1))
@@ -58,7 +58,7 @@ def _fig_activations(ds, out):
                 transform=ax.transAxes,
             )
             if i == 0:
-                ax.set_title(f"{_label(s)}, {sc}", fontsize=9)
+                ax.set_title(f"{label(s)}, {sc}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(f"{act}\nactivation")
             if i == len(acts) - 1:
@@ -78,8 +78,8 @@ def _pick_act(ds) -> str:
     return "tanh" if "tanh" in acts else acts[0]
 
 
-def _fig_distributions(ds, out):
-    s = _settings(ds)[0]
+def fig_distributions(ds, out):
+    s = all_settings(ds)[0]
     act = _pick_act(ds)
     best = best_lr(ds)
     panels = [
@@ -112,7 +112,7 @@ def _fig_distributions(ds, out):
         axes[i, 0].set_ylabel(f"{sc}\ndensity")
     axes[0, 0].legend(fontsize=6)
     fig.suptitle(
-        f"{act}, {_label(s)}{_first_note(ds)}: per-layer histograms on 300 test examples "
+        f"{act}, {label(s)}{first_note(ds)}: per-layer histograms on 300 test examples "
         "(mean over seeds)",
         fontsize=10,
     )
@@ -120,8 +120,8 @@ def _fig_distributions(ds, out):
     plotting.save(fig, out, "distributions")
 
 
-def _fig_variances(ds, out):
-    s = _settings(ds)[0]
+def fig_variances(ds, out):
+    s = all_settings(ds)[0]
     best = best_lr(ds)
     acts = ds.activation.values.tolist()
     rows = [
@@ -155,15 +155,15 @@ def _fig_variances(ds, out):
         axes[-1, j].set_xlabel("hidden layer (1 = next to the input)")
     axes[0, 0].legend(fontsize=6)
     fig.suptitle(
-        f"{_label(s)}{_first_note(ds)}: per-layer variances (300 test examples, mean over seeds)",
+        f"{label(s)}{first_note(ds)}: per-layer variances (300 test examples, mean over seeds)",
         fontsize=10,
     )
     fig.tight_layout()
     plotting.save(fig, out, "variances")
 
 
-def _fig_val_error(ds, out):
-    settings, note = _figure_settings(ds)
+def fig_val_error(ds, out):
+    settings, note = figure_settings(ds)
     best = best_lr(ds)
     fig, axes = plotting.subplots(1, len(settings), size=(4.0, 3.0))
     for j, s in enumerate(settings):
@@ -176,7 +176,7 @@ def _fig_val_error(ds, out):
                 ls = "-" if sc == "standard" else "--"
                 plotting.band(ax, err, color=plotting.color(act, i), ls=ls, label=variant(act, sc))
                 i += 1
-        ax.set(title=_label(s), xlabel="step", ylabel="validation error (median, 10-90 %)")
+        ax.set(title=label(s), xlabel="step", ylabel="validation error (median, 10-90 %)")
         ax.set_ylim(0, 1)
     axes[0, -1].legend(fontsize=7)
     if note:

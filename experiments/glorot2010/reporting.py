@@ -10,20 +10,20 @@ import numpy as np
 import xarray as xr
 
 from experiments.glorot2010.figures import (
-    _fig_activations,
-    _fig_distributions,
-    _fig_val_error,
-    _fig_variances,
-    _trajectory,
+    fig_activations,
+    fig_distributions,
+    fig_val_error,
+    fig_variances,
+    trajectory,
 )
 from experiments.glorot2010.tables import (
-    _figure_settings,
-    _label,
-    _markdown,
-    _settings,
+    all_settings,
     claims,
+    figure_settings,
     gradient_ratios,
     jacobian_svs,
+    label,
+    markdown,
     table,
     variant,
 )
@@ -34,19 +34,19 @@ def report(ds: xr.Dataset, out: Path) -> dict:
     import pandas as pd
 
     pd.DataFrame(rows).to_csv(out / "table.csv", index=False)
-    note = _figure_settings(ds)[1]
+    note = figure_settings(ds)[1]
     tests = claims(ds)
     pd.DataFrame(tests).to_csv(out / "claims.csv", index=False)
-    md = _markdown(rows, ds, tests)
+    md = markdown(rows, ds, tests)
     (out / "table.md").write_text(md + (f"\nNote: {note}.\n" if note else ""))
     ratios = gradient_ratios(ds)
-    _fig_activations(ds, out)
-    _fig_distributions(ds, out)
-    _fig_variances(ds, out)
-    _fig_val_error(ds, out)
+    fig_activations(ds, out)
+    fig_distributions(ds, out)
+    fig_variances(ds, out)
+    fig_val_error(ds, out)
     head = {
         "table": {
-            f"{_label({k: r[k] for k in _settings(ds)[0]})}/{r['variant']}": {
+            f"{label({k: r[k] for k in all_settings(ds)[0]})}/{r['variant']}": {
                 "test_error_mean": r["test_error_mean"],
                 "test_error_std": r["test_error_std"],
                 "best_lr": r["best_lr"],
@@ -62,11 +62,11 @@ def report(ds: xr.Dataset, out: Path) -> dict:
         "sigmoid_top_layer_mean_activation": {},
     }
     sv = jacobian_svs(ds)
-    for s in _settings(ds):
+    for s in all_settings(ds):
         r0 = ratios.sel(s).sel(when="init")
         for act in ds.activation.values.tolist():
             for scheme in ds.scheme.values.tolist():
-                key = f"{_label(s)}/{variant(act, scheme)}"
+                key = f"{label(s)}/{variant(act, scheme)}"
                 one = r0.sel(activation=act, scheme=scheme)
                 head["first_over_top_hidden_variance_at_init"][key] = {
                     k: float(one[k]) for k in ("var_backprop", "var_wgrad", "var_act")
@@ -74,16 +74,16 @@ def report(ds: xr.Dataset, out: Path) -> dict:
                 one_sv = sv.sel(s).sel(activation=act, scheme=scheme)
                 head["mean_layer_jacobian_singular_value_at_init"][key] = float(one_sv)
         if "sigmoid" in ds.activation.values and "standard" in ds.scheme.values:
-            one = _trajectory(ds, s, "sigmoid", "standard")
+            one = trajectory(ds, s, "sigmoid", "standard")
             top = int(one.n_layers) - 1
             m = one.probe_mean.sel(layer=top)
-            head["sigmoid_top_layer_mean_activation"][_label(s)] = {
+            head["sigmoid_top_layer_mean_activation"][label(s)] = {
                 "init": float(m.isel(step=0)),
                 "min": float(m.min()),
                 "step_of_min": int(m.idxmin("step")),
                 "final": float(m.isel(step=-1)),
             }
-    note = _figure_settings(ds)[1]
+    note = figure_settings(ds)[1]
     if note:
         head["figure_note"] = note
     (out / "headline.json").write_text(json.dumps(head, indent=2) + "\n")

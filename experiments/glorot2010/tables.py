@@ -44,7 +44,7 @@ def at_best(da: xr.DataArray, best: xr.DataArray) -> xr.DataArray:
     return da.sel(lr=best, drop=True)
 
 
-def _settings(ds: xr.Dataset) -> list[dict]:
+def all_settings(ds: xr.Dataset) -> list[dict]:
     """Every combination of the dims other than activation, scheme, lr, seed, step, layer…"""
     skip = {"activation", "scheme", "lr", "seed", "step", "layer", "when", "abin", "gbin"}
     dims = [d for d in ds.final_test_error.dims if d not in skip]
@@ -54,7 +54,7 @@ def _settings(ds: xr.Dataset) -> list[dict]:
     return combos
 
 
-def _label(setting: dict) -> str:
+def label(setting: dict) -> str:
     return ", ".join(
         f"{v}" if k == "name" else f"{k} {_extra.value(v)}" for k, v in setting.items()
     )
@@ -63,19 +63,19 @@ def _label(setting: dict) -> str:
 OWN_SETTINGS = ("name", "depth")  # the paper's own columns: every figure repeats them
 
 
-def _figure_settings(ds: xr.Dataset) -> tuple[list[dict], str]:
+def figure_settings(ds: xr.Dataset) -> tuple[list[dict], str]:
     """The settings the per-setting figures draw: every dataset (and depth) times every
     setting of a user's other grid dims when there are few, else their first values; and a
     note saying what is left out ('' when nothing)."""
-    dims = list(_settings(ds)[0])
+    dims = list(all_settings(ds)[0])
     own = [d for d in dims if d in OWN_SETTINGS]
     extra = [d for d in dims if d not in own]
     return _extra.figure_settings(ds.final_test_error, extra, loop=own)
 
 
-def _first_note(ds: xr.Dataset) -> str:
+def first_note(ds: xr.Dataset) -> str:
     """What a figure drawn at the first setting alone leaves out ('' when there is one)."""
-    n = len(_settings(ds))
+    n = len(all_settings(ds))
     return f" (the first of {n} settings; table.md has them all)" if n > 1 else ""
 
 
@@ -87,7 +87,7 @@ def table(ds: xr.Dataset) -> list[dict]:
     rows = []
     acts = [a for a in PAPER_ORDER if a in ds.activation.values.tolist()]
     acts += [a for a in ds.activation.values.tolist() if a not in acts]
-    for setting in _settings(ds):
+    for setting in all_settings(ds):
         for act in acts:
             for scheme in ds.scheme.values.tolist():
                 sel = {**setting, "activation": act, "scheme": scheme}
@@ -154,7 +154,7 @@ def claims(ds: xr.Dataset) -> list[dict]:
     acts = ds.activation.values.tolist()
     schemes = ds.scheme.values.tolist()
     out = []
-    for setting in _settings(ds):
+    for setting in all_settings(ds):
         e = err.sel(setting)
 
         def seeds(act, scheme, e=e):
@@ -218,8 +218,8 @@ def _p(p: float) -> str:
     return "n/a (constant)" if np.isnan(p) else f"{p:.2g}"
 
 
-def _markdown(rows: list[dict], ds: xr.Dataset, tests: list[dict]) -> str:
-    settings = [_label(s) for s in _settings(ds)]
+def markdown(rows: list[dict], ds: xr.Dataset, tests: list[dict]) -> str:
+    settings = [label(s) for s in all_settings(ds)]
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     cfg = config.from_dict(json.loads(ds.attrs["config"]))
     n_seeds = ds.sizes.get("seed", 1)
@@ -234,7 +234,7 @@ def _markdown(rows: list[dict], ds: xr.Dataset, tests: list[dict]) -> str:
     ]
     for v in variants:
         cells = []
-        for s in _settings(ds):
+        for s in all_settings(ds):
             r = next(r for r in rows if r["variant"] == v and all(r[k] == s[k] for k in s))
             cell = f"{r['test_error_mean']:.1f} ± {r['test_error_std']:.1f} (lr {r['best_lr']:g})"
             if r["n_diverged"]:
@@ -257,7 +257,7 @@ def _markdown(rows: list[dict], ds: xr.Dataset, tests: list[dict]) -> str:
                 if "ci_low" in t
                 else f"p = {_p(t['p_value'])}"
             )
-            setting = _label({k: t[k] for k in _settings(ds)[0]})
+            setting = label({k: t[k] for k in all_settings(ds)[0]})
             lines.append(f"| {setting} | {t['claim']} | {t['difference']:+.1f} | {test} |")
     return "\n".join(lines) + "\n"
 

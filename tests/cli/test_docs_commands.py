@@ -198,9 +198,9 @@ def tiny(tmp_path_factory):
         mp.setattr(experiments, "get", functools.partial(_tiny_study, experiments.get))
         # each activation's own σ_w² axis is a grid axis too
         mp.setattr(
-            trainability,
+            trainability.training,
             "SIGMA_W2",
-            {k: v[:: len(v) - 1] for k, v in trainability.SIGMA_W2.items()},
+            {k: v[:: len(v) - 1] for k, v in trainability.training.SIGMA_W2.items()},
         )
         mp.setattr(dynamical_isometry.jacobians, "MIN_SPECTRA_DEPTH", 4)
         mp.setattr(dynamical_isometry.jacobians, "MIN_SPECTRA_WIDTH", 8)

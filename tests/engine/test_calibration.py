@@ -69,7 +69,7 @@ def test_the_plan_takes_the_measured_batch_and_times_a_shape_once(monkeypatch, t
         timed.append(batch)
         return {1: 2.0, 2: 0.5, 8: 1.0, 32: 3.0}[batch]
 
-    monkeypatch.setattr(sweep, "_time_batch", fake_time)
+    monkeypatch.setattr(calibrate, "_time_batch", fake_time)
     plans, groups, datasets = _plans_with_map(batch=8)
     out = calibrate.calibrated(plans, groups, datasets)
     # both activations are one workload shape: timed once, each candidate once
@@ -83,7 +83,7 @@ def test_the_plan_takes_the_measured_batch_and_times_a_shape_once(monkeypatch, t
 
 
 def test_without_a_cache_directory_the_cache_model_stands(monkeypatch):
-    monkeypatch.setattr(sweep, "_time_batch", lambda *a: 1 / 0)  # must not be called
+    monkeypatch.setattr(calibrate, "_time_batch", lambda *a: 1 / 0)  # must not be called
     assert calibrate.store_path() is None  # the tests run with the compilation cache off
     plans, groups, datasets = _plans_with_map(batch=8)
     assert calibrate.calibrated(plans, groups, datasets) == plans

@@ -121,7 +121,7 @@ def test_sigkill_after_a_checkpoint_then_resume(tmp_path, reference):
     # The child slows each checkpoint down so that the kill lands mid-run, after a checkpoint.
     slow = (
         "import sys, time\n"
-        "from sigjax import checkpoint\n"
+        "from sigjax.engine import checkpoint\n"
         "from sigjax.cli import main\n"
         "save = checkpoint.Store.save_state\n"
         "checkpoint.Store.save_state = lambda *a: (save(*a), time.sleep(0.5 * (a[1] > 0)))[0]\n"

@@ -86,7 +86,7 @@ def test_the_lock_dies_with_its_process(tmp_path):
     holder = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from sigjax import rundir\n"
+        "from sigjax.engine import rundir\n"
         "with rundir.locked(Path(sys.argv[1])):\n"
         "    print('locked', flush=True)\n"
         "    time.sleep(60)\n"
@@ -307,7 +307,7 @@ def test_two_runs_on_one_out_never_mix(tmp_path, reference):
     first = [f"--grid={k}={','.join(map(str, v))}" for k, v in GRIDS.items()]
     slow = (  # each checkpoint takes a while, so the second run arrives mid-run
         "import sys, time\n"
-        "from sigjax import checkpoint\n"
+        "from sigjax.engine import checkpoint\n"
         "from sigjax.cli import main\n"
         "save = checkpoint.Store.save_state\n"
         "checkpoint.Store.save_state = lambda *a: (save(*a), time.sleep(0.3))[0]\n"

@@ -133,7 +133,7 @@ def test_tokens_follow_code_and_closures_not_object_identity():
 
 def test_builtin_tokens_are_the_same_in_a_fresh_process():
     # a checkpoint is resumed by another process: its key must not depend on object ids
-    code = "from sigjax import activations as a; print(a.fingerprint(a.names()))"
+    code = "from sigjax.nn import activations as a; print(a.fingerprint(a.names()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     builtin = sorted(activations.BUILTIN)  # other tests may have registered more names here
     assert out.stdout.strip() == activations.fingerprint(builtin)

@@ -13,12 +13,12 @@ from sigjax import study as study_lib
 
 @pytest.fixture
 def tiny_study(monkeypatch):
-    monkeypatch.setattr(cr, "DEFAULT_ACTIVATIONS", ("tanh",))
-    monkeypatch.setattr(cr, "DEFAULT_LRS", (0.3, 3.0))
-    monkeypatch.setattr(cr, "DEFAULT_STEPS", 40)
-    monkeypatch.setattr(cr, "DEFAULT_SEEDS", (0,))
-    monkeypatch.setattr(cr, "SAXE_STEPS", 600)
-    monkeypatch.setattr(cr, "FACTORS", (0.5, 3.0))
+    monkeypatch.setattr(cr.training, "DEFAULT_ACTIVATIONS", ("tanh",))
+    monkeypatch.setattr(cr.training, "DEFAULT_LRS", (0.3, 3.0))
+    monkeypatch.setattr(cr.training, "DEFAULT_STEPS", 40)
+    monkeypatch.setattr(cr.training, "DEFAULT_SEEDS", (0,))
+    monkeypatch.setattr(cr.training, "SAXE_STEPS", 600)
+    monkeypatch.setattr(cr.training, "FACTORS", (0.5, 3.0))
     return cr.STUDY.with_overrides(
         {"train.steps": 40, "data.n_train": 24},
         {
@@ -40,7 +40,7 @@ def test_the_study_on_a_tiny_grid(tiny_study, tmp_path):
     eta = ds.n_targets / ds.lam_max0.median("seed")
     np.testing.assert_allclose(ds.eta_star, eta, rtol=1e-6)
     np.testing.assert_allclose(ds.lr, ds.lr_factor * ds.eta_star, rtol=1e-6)
-    gap = cr.gap(ds).sel(lr_factor=0.5).median("seed").squeeze()
+    gap = cr.tables.gap(ds).sel(lr_factor=0.5).median("seed").squeeze()
     assert float(gap.sel(width=1024)) < float(gap.sel(width=32))
     assert float(gap.sel(width=1024)) < 0.05
     # the kernel at init approaches the infinite-width one
@@ -72,7 +72,7 @@ def test_the_study_on_a_tiny_grid(tiny_study, tmp_path):
 def test_the_width_slope_stable_factor_and_gap_by_hand():
     widths = [64, 256, 1024]
     da = xr.DataArray(3.0 / np.sqrt(widths), dims="width", coords={"width": widths})
-    assert float(cr.width_slope(da)) == pytest.approx(-0.5)
+    assert float(cr.tables.width_slope(da)) == pytest.approx(-0.5)
     steps = [0, 5, 10]
     loss = np.array([[[1.0, 0.5, 0.2]], [[1.0, 0.6, 0.3]]])  # (lr_factor, seed, step)
     ds = xr.Dataset(
@@ -83,5 +83,5 @@ def test_the_width_slope_stable_factor_and_gap_by_hand():
         },
         coords={"lr_factor": [0.5, 2.0], "seed": [0], "step": steps},
     )
-    assert float(cr.stable_factor(ds)) == 0.5  # 2.0 η* diverged
-    np.testing.assert_allclose(cr.gap(ds).values.ravel(), [0.1, 0.1])  # max |ΔL| / L_0
+    assert float(cr.tables.stable_factor(ds)) == 0.5  # 2.0 η* diverged
+    np.testing.assert_allclose(cr.tables.gap(ds).values.ravel(), [0.1, 0.1])  # max |ΔL| / L_0

@@ -201,7 +201,7 @@ def test_claims_give_each_ordering_its_difference_and_welch_p_value():
 def test_table_caption_states_the_depths_that_ran():
     for depths, text in ((None, "; 4 hidden layers of width"), ([4, 5], "; 4 and 5 hidden layers")):
         ds, _ = _synthetic(depths)
-        md = g10.tables._markdown(g10.tables.table(ds), ds, g10.tables.claims(ds))
+        md = g10.tables.markdown(g10.tables.table(ds), ds, g10.tables.claims(ds))
         assert text in md and "over 6 seeds" in md
         assert "5 hidden layers of width" not in md
         assert ("| digits, depth 5 | tanh-N < tanh |" in md) == bool(depths)

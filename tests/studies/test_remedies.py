@@ -74,17 +74,19 @@ def tiny(tmp_path_factory, monkeypatch_module):
     """The study on a tiny grid: digits, depth 3, width 8, 3 remedies in 2 programs."""
     m = monkeypatch_module
     m.setattr(
-        study, "REMEDIES", {k: study.training.REMEDIES[k] for k in ("plain", "he", "batchnorm")}
+        study.training,
+        "REMEDIES",
+        {k: study.training.REMEDIES[k] for k in ("plain", "he", "batchnorm")},
     )
-    m.setattr(study, "N_RATES", 3)
-    m.setattr(study, "SGD_RATES", (0.03, 0.3, 3.0))
-    m.setattr(study, "TUNE_SEEDS", (1000, 1001))
-    m.setattr(study, "YANG_ACTIVATIONS", ("relu",))
-    m.setattr(study, "YANG_DEPTHS", (3, 4))
-    m.setattr(study, "YANG_SEEDS", 2)
-    m.setattr(study, "HE_DEPTH", 3)
-    m.setattr(study, "HE_RATES", (0.1,))
-    m.setattr(study, "HE_SEEDS", 2)
+    m.setattr(study.training, "N_RATES", 3)
+    m.setattr(study.training, "SGD_RATES", (0.03, 0.3, 3.0))
+    m.setattr(study.training, "TUNE_SEEDS", (1000, 1001))
+    m.setattr(study.checks, "YANG_ACTIVATIONS", ("relu",))
+    m.setattr(study.checks, "YANG_DEPTHS", (3, 4))
+    m.setattr(study.checks, "YANG_SEEDS", 2)
+    m.setattr(study.checks, "HE_DEPTH", 3)
+    m.setattr(study.checks, "HE_RATES", (0.1,))
+    m.setattr(study.checks, "HE_SEEDS", 2)
     s = study.STUDY.with_overrides(
         {"model.width": 8, "model.depth": 3, "train.steps": 40, "train.log_every": 20},
         {"data.name": ["digits"], "seed": list(range(6))},  # 6 = 3 rates x 2 tuning seeds

@@ -190,8 +190,10 @@ def test_glorot2010_table_has_a_row_per_extra_setting(tmp_path):
 
 @pytest.mark.slow  # as glorot2010's, plus the spectra
 def test_dynamical_isometry_table_has_a_row_per_extra_setting(tmp_path, monkeypatch):
-    monkeypatch.setattr(di, "MIN_SPECTRA_DEPTH", 4)  # the spectra part is not under test here
-    monkeypatch.setattr(di, "MIN_SPECTRA_WIDTH", 8)
+    monkeypatch.setattr(
+        di.jacobians, "MIN_SPECTRA_DEPTH", 4
+    )  # the spectra part is not under test here
+    monkeypatch.setattr(di.jacobians, "MIN_SPECTRA_WIDTH", 8)
     study = experiments.get("dynamical_isometry").with_overrides(
         {**TINY, "init.scheme": "orthogonal", "train.loss_threshold": 2.25},
         {
@@ -250,7 +252,7 @@ def test_trainability_table_has_a_row_per_extra_setting(tmp_path):
     }
     # one row by hand: mean test accuracy at the rate chosen on validation; trainable means
     # above halfway from chance to the best cell of the same activation and weight decay
-    sel = trainability.select_lr(ds).sel(activation="tanh", weight_decay=0.01)
+    sel = trainability.tables.select_lr(ds).sel(activation="tanh", weight_decay=0.01)
     best_cell = float(sel.test_accuracy.max())
     v = float(sel.test_accuracy.sel(depth=2, sigma_w2=2.0))
     row = table[(table.weight_decay == 0.01) & (table.sigma_w2 == 2.0)]

@@ -213,11 +213,11 @@ def test_trainability_end_to_end(tmp_path):
 
 def test_trainability_gives_each_activation_its_own_sigma_w2_axis():
     axes = grid.make_axes({"model.activation": ["tanh", "sigmoid"], "model.depth": [2]})
-    assert tr._sigma_w2_axes(axes, "sigmoid") == tr.SIGMA_W2["sigmoid"]
+    assert tr.training._sigma_w2_axes(axes, "sigmoid") == tr.training.SIGMA_W2["sigmoid"]
     crit = float(theory.critical_sigma_w2("sigmoid", 0.05))
-    assert min(tr.SIGMA_W2["sigmoid"]) < crit < max(tr.SIGMA_W2["sigmoid"])
+    assert min(tr.training.SIGMA_W2["sigmoid"]) < crit < max(tr.training.SIGMA_W2["sigmoid"])
     crit = float(theory.critical_sigma_w2("tanh", 0.05))
-    assert min(tr.SIGMA_W2["tanh"]) < crit < max(tr.SIGMA_W2["tanh"])
+    assert min(tr.training.SIGMA_W2["tanh"]) < crit < max(tr.training.SIGMA_W2["tanh"])
 
 
 def test_full_presets_are_valid():
@@ -244,8 +244,8 @@ def test_gradient_propagation_quick_default_matches_theory(tmp_path):
 def test_trainability_validation_split_is_held_out_of_training():
     from sigjax import data as data_lib
 
-    full = data_lib.load(tr.CONFIG.data)
-    split = tr.split_validation(full)
+    full = data_lib.load(tr.training.CONFIG.data)
+    split = tr.training.split_validation(full)
     n, k = full.x_train.shape[0], full.x_test.shape[0]
     assert split.x_train.shape[0] == n - k and split.x_test.shape[0] == 2 * k
     np.testing.assert_array_equal(split.x_test[:k], full.x_train[n - k :])  # validation half
@@ -284,19 +284,19 @@ def test_trainability_selects_the_rate_on_validation_never_on_test():
     # one cell, two seeds: validation prefers lr 0.1, test would prefer lr 1.0
     val = np.array([0.5, 0.9, 0.7])[None, None, None, :, None] * np.ones((1, 1, 1, 3, 2))
     test = np.array([0.5, 0.6, 0.95])[None, None, None, :, None] * np.ones((1, 1, 1, 3, 2))
-    sel = tr.select_lr(_fake(val, test, np.ones_like(val)))
+    sel = tr.tables.select_lr(_fake(val, test, np.ones_like(val)))
     assert float(sel.best_lr.squeeze()) == 0.1 and not bool(sel.lr_at_edge.squeeze())
     assert float(sel.test_accuracy.squeeze()) == pytest.approx(0.6)
     # a tie within TIE goes to the lower validation loss; a diverged (NaN) seed counts as 0
     val2 = val.copy()
-    val2[..., 2, :] = 0.9 - tr.TIE / 2
+    val2[..., 2, :] = 0.9 - tr.training.TIE / 2
     vloss = np.ones_like(val)
     vloss[..., 2, :] = 0.5
-    sel = tr.select_lr(_fake(val2, test, vloss))
+    sel = tr.tables.select_lr(_fake(val2, test, vloss))
     assert float(sel.best_lr.squeeze()) == 1.0 and bool(sel.lr_at_edge.squeeze())
     val3 = val2.copy()
     val3[..., 2, 0] = np.nan  # mean over seeds (0 + 0.8975)/2 < 0.9
-    sel = tr.select_lr(_fake(val3, test, vloss))
+    sel = tr.tables.select_lr(_fake(val3, test, vloss))
     assert float(sel.best_lr.squeeze()) == 0.1
 
 
@@ -319,13 +319,13 @@ def test_trainability_boundary_interpolates_in_log_depth_and_censors():
     import pandas as pd
 
     # 0.9 at 8, 0.3 at 16: the threshold 0.5 is 2/3 of the way, so L = 2^(3 + 2/3)
-    b = tr.boundary(_column([0.9, 0.9, 0.3, 0.2, 0.1]))
+    b = tr.tables.boundary(_column([0.9, 0.9, 0.3, 0.2, 0.1]))
     assert float(b.L_fit.iloc[0]) == pytest.approx(2 ** (3 + 2 / 3))
     assert b.censored.iloc[0] == "" and not bool(b.retrains.iloc[0])
     assert float(b.L_fit_over_xi_c.iloc[0]) == pytest.approx(2 ** (3 + 2 / 3) / 5)
-    assert tr.boundary(_column([0.9] * 5)).censored.iloc[0] == "above"
-    assert tr.boundary(_column([0.2] * 5)).censored.iloc[0] == "below"
-    assert bool(tr.boundary(_column([0.9, 0.2, 0.6, 0.1, 0.1])).retrains.iloc[0])
+    assert tr.tables.boundary(_column([0.9] * 5)).censored.iloc[0] == "above"
+    assert tr.tables.boundary(_column([0.2] * 5)).censored.iloc[0] == "below"
+    assert bool(tr.tables.boundary(_column([0.9, 0.2, 0.6, 0.1, 0.1])).retrains.iloc[0])
     # k is the geometric mean of L/ξ over the fitted columns; censored ones checked against 6 ξ
     two = pd.concat(
         [
@@ -335,7 +335,7 @@ def test_trainability_boundary_interpolates_in_log_depth_and_censors():
             _column([0.2] * 5, w=4.0, xi=1.0),  # below, 6 ξ = 6 ≥ 4: not consistent
         ]
     )
-    fit = tr.fitted_factor(tr.boundary(two))
+    fit = tr.tables.fitted_factor(tr.tables.boundary(two))
     want = np.sqrt(2 ** (3 + 2 / 3) / 5 * 2 ** (5 + 2 / 3) / 10)
     assert fit["k"] == pytest.approx(want) and fit["n_fitted"] == 2
     assert fit["n_censored"] == 2 and fit["n_censored_consistent_with_6xi_c"] == 1
@@ -344,7 +344,7 @@ def test_trainability_boundary_interpolates_in_log_depth_and_censors():
 def test_trainability_baselines_by_hand():
     t = _column([0.9, 0.9, 0.3, 0.2, 0.1])  # trainable at depths 4, 8
     t["agree"] = [True, False, True, True, True]
-    base = tr.baselines(t)
+    base = tr.tables.baselines(t)
     assert base["6xi_c"] == pytest.approx(0.8)
     assert base["all_trainable"] == pytest.approx(0.4)
     assert base["none_trainable"] == pytest.approx(0.6)
