@@ -12,8 +12,6 @@ from experiments.convergence_rates.tables import gap, rates, stable_factor
 from experiments.convergence_rates.training import DEFAULT_DEPTH, TREND_FACTOR
 from sigjax.analysis import plotting
 
-# ---------------------------------------------------------------- figures
-
 
 def draw_figures(ds: xr.Dataset, out: Path) -> None:
     acts, tasks, widths = ds.activation.values, ds.task.values, ds.width.values

@@ -11,8 +11,6 @@ from experiments.convergence_rates.training import DEFAULT_DEPTH, THEORY_N, TREN
 from sigjax import analysis
 from sigjax.theory import linearized
 
-# ---------------------------------------------------------------- analysis
-
 
 def as_loss(da: xr.DataArray) -> xr.Dataset:
     """A Dataset whose `loss` is da (to reuse sigjax.analysis on predicted curves)."""

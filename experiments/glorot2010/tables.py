@@ -13,8 +13,6 @@ from experiments import _extra
 from sigjax import config
 from sigjax.config import Config
 
-# ----------------------------------------------------------------- report
-
 PAPER_ORDER = ("softsign", "tanh", "sigmoid")
 
 
