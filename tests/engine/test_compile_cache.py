@@ -4,8 +4,10 @@ Compilations are counted through jax.monitoring (`compile_cache.counting`), neve
 """
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -114,10 +116,16 @@ def test_cache_directory_follows_the_environment(monkeypatch, tmp_path):
     assert compile_cache.wanted_dir() == tmp_path / "elsewhere"
 
 
-def test_the_test_session_writes_no_cache():
-    # conftest turns the cache off: nothing lands in the user's cache directory
-    assert compile_cache.state().directory is None
-    assert "off" in str(compile_cache.state())
+def test_the_test_session_writes_only_to_its_own_temporary_cache():
+    # conftest points the cache at the run's temporary directory (removed when the run ends):
+    # nothing lands in the user's cache directory
+    run_cache = os.environ.get("SIGJAX_TEST_RUN_CACHE")
+    assert run_cache and Path(run_cache).is_dir()
+    if os.environ.get("SIGJAX_TEST_COMPILE_CACHE") == "0":
+        assert compile_cache.state().directory is None
+    else:
+        assert compile_cache.state().directory == Path(run_cache)
+        assert Path(tempfile.gettempdir()) in Path(run_cache).parents
 
 
 def test_each_group_compiles_each_program_once_and_ahead_changes_no_bit():
