@@ -38,15 +38,7 @@ def split_data(full: data_lib.Data) -> tuple[data_lib.Data, jax.Array, jax.Array
     The validation split is the last 1/VAL_FRACTION of the training set; the probe batch is the
     first N_PROBE test examples (Glorot & Bengio used 300 fixed test examples).
     """
-    n = full.x_train.shape[0]
-    n_val = max(1, n // VAL_FRACTION)
-    train_data = data_lib.Data(
-        x_train=full.x_train[: n - n_val],
-        y_train=full.y_train[: n - n_val],
-        x_test=full.x_train[n - n_val :],
-        y_test=full.y_train[n - n_val :],
-        n_classes=full.n_classes,
-    )
+    train_data = full.hold_out(max(1, full.x_train.shape[0] // VAL_FRACTION))
     test = {"x": full.x_test, "y": full.y_test}
     return train_data, full.x_test[:N_PROBE], full.y_test[:N_PROBE], test
 

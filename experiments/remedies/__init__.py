@@ -18,7 +18,7 @@ combinations, against tanh and ReLU baselines of the same depth (`REMEDIES`):
 The learning rate: every remedy has a log-spaced grid of `N_RATES` rates half a decade apart
 (SGD 0.01…3.2, Adam 1e-4…3.2e-2). Stage 1 trains every rate with `TUNE_SEEDS` (seeds kept apart
 from the reported ones) and picks the rate with the highest mean final accuracy on a validation
-split (the last eighth of the training set, never trained on: `glorot2010.split_data`); stage 2
+split (the last eighth of the training set, never trained on: `Data.hold_out`); stage 2
 trains the grid's seeds at that rate, and the table reports them. A rate at either end of its
 grid is flagged in the table. Members that differ only in init scheme and traced values
 (σ_w², σ_b², α, clip, warmup, rate, seed) share one compiled program.
@@ -48,7 +48,6 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from experiments import _extra
-from experiments.glorot2010.training import split_data
 from experiments.remedies import checks, reporting, training
 from sigjax import config
 from sigjax import data as data_lib
@@ -93,8 +92,9 @@ def compute(cfg: Config, axes, progress: bool, store) -> xr.Dataset:
     loaded = {}
     for d in datasets:  # every dataset loads (or fails) before anything trains
         dc = config.replace(cfg, {"data.name": d}).data
-        train_data, _, _, test = split_data(data_lib.load(dc))
-        loaded[d] = (train_data, test)
+        full = data_lib.load(dc)
+        val = full.hold_out(max(1, full.x_train.shape[0] // training.VAL_FRACTION))
+        loaded[d] = (val, {"x": full.x_test, "y": full.y_test})
     per_remedy = len(seeds) + training.N_RATES * len(training.TUNE_SEEDS)
     he_members = (
         len(checks.HE_INITS)

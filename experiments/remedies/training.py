@@ -26,6 +26,7 @@ N_RATES = 6
 SGD_RATES = tuple(float(v) for v in np.logspace(-2, 0.5, N_RATES))  # 0.01 … 3.16
 ADAM_RATES = tuple(float(v) for v in np.logspace(-4, -1.5, N_RATES))  # 1e-4 … 3.16e-2
 TUNE_SEEDS = (1000, 1001)  # stage 1 (rate selection); the reported seeds are the grid's
+VAL_FRACTION = 8  # the last 1/8 of each training set is the validation split (as in glorot2010)
 TARGETS = {"mnist1d": 0.5, "digits": 0.9}  # validation accuracy for steps-to-target
 CLIP = 1.0  # global gradient norm bound of the clipping remedy
 WARMUP = 0.1  # share of the steps ramping the rate up, for warmup-cosine

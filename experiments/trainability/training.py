@@ -85,12 +85,10 @@ def split_validation(full: data_lib.Data) -> data_lib.Data:
             f"trainability holds out as many training examples as the test split has ({k}) "
             f"for validation, but the training split has only {n}"
         )
-    return data_lib.Data(
-        x_train=full.x_train[: n - k],
-        y_train=full.y_train[: n - k],
-        x_test=jnp.concatenate([full.x_train[n - k :], full.x_test]),
-        y_test=jnp.concatenate([full.y_train[n - k :], full.y_test]),
-        n_classes=full.n_classes,
+    held = full.hold_out(k)
+    return held.replace(
+        x_test=jnp.concatenate([held.x_test, full.x_test]),
+        y_test=jnp.concatenate([held.y_test, full.y_test]),
     )
 
 

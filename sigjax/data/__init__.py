@@ -64,6 +64,21 @@ class Data:
     def has_test(self) -> bool:
         return self.x_test is not None
 
+    def hold_out(self, n_val: int) -> Data:
+        """The training split without its last n_val examples, with those examples (a
+        validation split, never trained on) in the test slot: what a study that selects on
+        validation trains on. The test split is left to the caller."""
+        n = int(self.x_train.shape[0])
+        if not 0 < n_val < n:
+            raise UserError(f"cannot hold out {n_val} of {n} training examples for validation")
+        return Data(
+            x_train=self.x_train[: n - n_val],
+            y_train=self.y_train[: n - n_val],
+            x_test=self.x_train[n - n_val :],
+            y_test=self.y_train[n - n_val :],
+            n_classes=self.n_classes,
+        )
+
 
 def _seed_regression(cfg: DataConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from experiments import remedies as study
-from experiments.glorot2010.training import split_data
 from sigjax import analysis, config, theory
 from sigjax import data as data_lib
 from sigjax.engine import results
+from sigjax.errors import UserError
 from sigjax.study import run_study
 
 
@@ -43,11 +43,14 @@ def test_growth_factor_of_a_geometric_profile():
 
 def test_validation_split_is_disjoint_from_training_rows():
     full = data_lib.load(config.replace(study.CONFIG, {"data.name": "digits"}).data)
-    tr, _, _, test = split_data(full)
+    n = len(full.x_train)
+    tr = full.hold_out(n // study.training.VAL_FRACTION)
     rows = lambda a: {r.tobytes() for r in np.asarray(a)}  # noqa: E731
     assert not rows(tr.x_train) & rows(tr.x_test)  # the "test" slot holds the validation split
-    assert len(tr.x_train) + len(tr.x_test) == len(full.x_train)
-    np.testing.assert_array_equal(test["x"], full.x_test)  # the real test split, untouched
+    assert len(tr.x_train) + len(tr.x_test) == n and len(tr.x_test) == n // 8
+    np.testing.assert_array_equal(tr.x_test, full.x_train[n - n // 8 :])  # the last eighth
+    with pytest.raises(UserError, match="cannot hold out"):
+        full.hold_out(n)
 
 
 def test_pick_rate_is_the_argmax_of_mean_validation_accuracy():
