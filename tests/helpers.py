@@ -1,6 +1,11 @@
 """Tiny configs and subprocess environments shared by tests."""
 
 import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from sigjax import config
 from sigjax.config import Config
@@ -35,3 +40,22 @@ def tiny(**updates) -> Config:
         "optim.lr": 0.1,
     }
     return config.replace(Config(), base | updates)
+
+
+def cli_args(study: str, out: Path, sets: Mapping, grids: Mapping) -> list[str]:
+    """`sigjax run STUDY --out OUT --quiet --set k=v ... --grid k=a,b ...` (without `sigjax`)."""
+    args = ["run", study, "--out", str(out), "--quiet"]
+    args += [f"--set={k}={v}" for k, v in sets.items()]
+    return args + [f"--grid={k}={','.join(map(str, v))}" for k, v in grids.items()]
+
+
+def sigkill_after(argv: Sequence[str], env: dict, where: Path, pattern: str) -> None:
+    """Start argv and SIGKILL it as soon as a file matching `pattern` appears in `where` (a
+    checkpoint the run wrote); fails if the child exits first or nothing appears in 120 s."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(where.glob(pattern)):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import subprocess_env
+from helpers import cli_args, subprocess_env
 
 import experiments
 from sigjax.engine import results
@@ -31,19 +31,8 @@ def _free_port() -> int:
 @pytest.mark.slow  # two processes, each compiling its programs: about a minute
 def test_two_processes_equal_one(tmp_path):
     out = tmp_path / "run"
-    args = [
-        "run",
-        "sigmoid_convergence",
-        "--out",
-        str(out),
-        "--quiet",
-        "--coordinator",
-        f"127.0.0.1:{_free_port()}",
-        "--num-processes",
-        "2",
-    ]
-    args += [f"--set={k}={v}" for k, v in SETS.items()]
-    args += [f"--grid={k}={','.join(map(str, v))}" for k, v in GRIDS.items()]
+    args = cli_args("sigmoid_convergence", out, SETS, GRIDS)
+    args += ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
     env = subprocess_env()
     procs = [
         subprocess.Popen(

@@ -2,15 +2,13 @@
 
 import dataclasses
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import subprocess_env
+from helpers import cli_args, sigkill_after, subprocess_env
 
 import experiments
 from sigjax.engine import checkpoint, results, train
@@ -115,9 +113,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_sigkill_after_a_checkpoint_then_resume(tmp_path, reference):
     out = tmp_path / "run"
-    args = ["run", "sigmoid_convergence", "--out", str(out), "--quiet"]
-    args += [f"--set={k}={v}" for k, v in SETS.items()]
-    args += [f"--grid={k}={','.join(map(str, v))}" for k, v in GRIDS.items()]
+    args = cli_args("sigmoid_convergence", out, SETS, GRIDS)
     # The child slows each checkpoint down so that the kill lands mid-run, after a checkpoint.
     slow = (
         "import sys, time\n"
@@ -129,14 +125,7 @@ def test_sigkill_after_a_checkpoint_then_resume(tmp_path, reference):
     )
     argv = [sys.executable, "-c", slow, *args]
     env = subprocess_env()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ckpt = tmp_path / ".run.partial" / "checkpoint"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(ckpt.glob("group-0.*.npz")):
-        assert proc.poll() is None, proc.stderr.read().decode()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    sigkill_after(argv, env, tmp_path / ".run.partial" / "checkpoint", "group-0.*.npz")
     assert not out.exists(), "the run finished before it could be killed"
     resume = [sys.executable, "-m", "sigjax.cli", *args, "--resume"]
     done = subprocess.run(resume, env=env, capture_output=True, text=True)

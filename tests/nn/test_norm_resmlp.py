@@ -4,17 +4,15 @@ members against the same members alone, one program per α grid, the planner's c
 BatchNorm state through an interrupt or a SIGKILL and a resume."""
 
 import dataclasses
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import subprocess_env, tiny
+from helpers import cli_args, sigkill_after, subprocess_env, tiny
 from test_resume import _assert_same
 
 import experiments
@@ -383,19 +381,9 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.slow  # two command-line runs with the study's report
 def test_batch_norm_state_survives_sigkill_and_resume(tmp_path, reference):
     out = tmp_path / "run"
-    args = ["run", "sigmoid_convergence", "--out", str(out), "--quiet"]
-    args += [f"--set={k}={v}" for k, v in SETS.items()]
-    args += [f"--grid={k}={','.join(map(str, v))}" for k, v in GRIDS.items()]
     env = subprocess_env()
-    argv = [sys.executable, "-c", CHILD, *args]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ckpt = tmp_path / ".run.partial" / "checkpoint"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(ckpt.glob("state-0-0.*.npz")):
-        assert proc.poll() is None, proc.stderr.read().decode()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    argv = [sys.executable, "-c", CHILD, *cli_args("sigmoid_convergence", out, SETS, GRIDS)]
+    sigkill_after(argv, env, tmp_path / ".run.partial" / "checkpoint", "state-0-0.*.npz")
     assert not out.exists(), "the run finished before it could be killed"
     done = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
