@@ -59,3 +59,11 @@ def sigkill_after(argv: Sequence[str], env: dict, where: Path, pattern: str) -> 
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def assert_same_results(a, b) -> None:
+    """Every variable of results Dataset a equals b's, bit for bit."""
+    import numpy as np
+
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)

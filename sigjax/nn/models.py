@@ -149,15 +149,7 @@ class MLPFamily(Family):
 
     def build(self, cfg: Config, in_dim: int, out_dim: int) -> MLP:
         m = cfg.model
-        return MLP(
-            widths=(m.width,) * m.depth,
-            out_dim=out_dim,
-            activation=m.activation,
-            head_activation=m.head_activation,
-            kernel_init=cfg.init.scheme,
-            bf16=cfg.train.precision == "bf16",
-            **norm_options(cfg),
-        )
+        return MLP(widths=(m.width,) * m.depth, out_dim=out_dim, **module_options(cfg))
 
     def layers(self, params: Params) -> list[Layer]:
         return [_dense_layer(params, n, f"norm_{n.split('_')[1]}") for n in layer_names(params)]
@@ -171,16 +163,7 @@ class ResMLPFamily(Family):
 
     def build(self, cfg: Config, in_dim: int, out_dim: int) -> ResMLP:
         m = cfg.model
-        return ResMLP(
-            width=m.width,
-            depth=m.depth,
-            out_dim=out_dim,
-            activation=m.activation,
-            head_activation=m.head_activation,
-            kernel_init=cfg.init.scheme,
-            bf16=cfg.train.precision == "bf16",
-            **norm_options(cfg),
-        )
+        return ResMLP(width=m.width, depth=m.depth, out_dim=out_dim, **module_options(cfg))
 
     def layers(self, params: Params) -> list[Layer]:
         blocks = sorted((n for n in params if n.startswith("block_")), key=_natural)
@@ -204,14 +187,22 @@ def _dense_layer(params: Params, name: str, norm: str, activation: str | None = 
     )
 
 
-def norm_options(cfg: Config) -> dict[str, Any]:
-    """The built-in modules' normalization fields from cfg.model (UserError for bad values)."""
+def module_options(cfg: Config) -> dict[str, Any]:
+    """The fields every built-in module takes from cfg besides its shape: activations, init
+    scheme, precision and normalization (UserError for bad values)."""
     m = cfg.model
     if m.norm not in nets.NORMS:
         raise UserError(f"unknown model.norm {m.norm!r}; choose from {', '.join(nets.NORMS)}")
     if not 0 <= m.bn_momentum < 1:
         raise UserError(f"model.bn_momentum must be in [0, 1), got {m.bn_momentum:g}")
-    return {"norm": m.norm, "bn_momentum": m.bn_momentum}
+    return {
+        "activation": m.activation,
+        "head_activation": m.head_activation,
+        "kernel_init": cfg.init.scheme,
+        "bf16": cfg.train.precision == "bf16",
+        "norm": m.norm,
+        "bn_momentum": m.bn_momentum,
+    }
 
 
 def _natural(path: tuple[str, ...]) -> list:

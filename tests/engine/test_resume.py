@@ -6,9 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from helpers import cli_args, sigkill_after, subprocess_env
+from helpers import assert_same_results, cli_args, sigkill_after, subprocess_env
 
 import experiments
 from sigjax.engine import checkpoint, results, train
@@ -27,11 +26,6 @@ GRIDS = {
 def _study():
     s = experiments.get("sigmoid_convergence").with_overrides(SETS, GRIDS)
     return dataclasses.replace(s, report=None)
-
-
-def _assert_same(a, b):
-    for name in a.data_vars:
-        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +68,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, re
     )
     ds, path, _ = run_study(_study(), out, resume=True)
     assert ("sigmoid", 1) not in inits  # the finished group was not recomputed
-    _assert_same(ds, reference)
-    _assert_same(results.load(path / "results.nc"), reference)
+    assert_same_results(ds, reference)
+    assert_same_results(results.load(path / "results.nc"), reference)
     assert not (tmp_path / ".run.partial").exists()
 
 
@@ -130,4 +124,4 @@ def test_sigkill_after_a_checkpoint_then_resume(tmp_path, reference):
     resume = [sys.executable, "-m", "sigjax.cli", *args, "--resume"]
     done = subprocess.run(resume, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    _assert_same(results.load(Path(out) / "results.nc"), reference)
+    assert_same_results(results.load(Path(out) / "results.nc"), reference)

@@ -12,8 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import cli_args, sigkill_after, subprocess_env, tiny
-from test_resume import _assert_same
+from helpers import assert_same_results, cli_args, sigkill_after, subprocess_env, tiny
 
 import experiments
 from sigjax import config
@@ -358,7 +357,7 @@ def test_batch_norm_state_survives_an_interrupt_and_resume(tmp_path, monkeypatch
     monkeypatch.setattr(checkpoint.Store, "load_state", load)
     ds, _, _ = run_study(_study(), tmp_path / "run", resume=True)
     assert loaded == [True]  # the run went on from the saved state
-    _assert_same(ds, reference)
+    assert_same_results(ds, reference)
     assert np.isfinite(ds.test_loss.values).all() and "grad_norm_scale" in ds
 
 
@@ -388,4 +387,4 @@ def test_batch_norm_state_survives_sigkill_and_resume(tmp_path, reference):
     done = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "LOADED" in done.stdout  # it went on from the killed run's BatchNorm state
-    _assert_same(results.load(Path(out) / "results.nc"), reference)
+    assert_same_results(results.load(Path(out) / "results.nc"), reference)
