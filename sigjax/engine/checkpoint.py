@@ -86,6 +86,10 @@ class Store:
         """Whether anything worth resuming was saved."""
         return bool(self.entries)
 
+    def has_group(self, g: int) -> bool:
+        """Whether group g finished and was saved."""
+        return f"group-{g}" in self.entries
+
     # finished groups and chunks: dicts of arrays
     def save_group(self, g: int, arrays: dict[str, np.ndarray]) -> None:
         self._save(
@@ -253,6 +257,9 @@ class Shifted:
 
     def __init__(self, store, offset: int):
         self.store, self.offset = store, offset
+
+    def has_group(self, g: int) -> bool:
+        return self.store.has_group(g + self.offset)
 
     def save_group(self, g, *args, **kw):
         return self.store.save_group(g + self.offset, *args, **kw)

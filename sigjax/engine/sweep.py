@@ -121,7 +121,7 @@ def run(
                 data = data_lib.load_cached(g.cfg.data, datasets)
                 prog = train.program(g.cfg, data)
                 nxt = gi + 1
-                if nxt < len(groups) and not (store and f"group-{nxt}" in store.entries):
+                if nxt < len(groups) and not (store and store.has_group(nxt)):
                     ng = groups[nxt]
                     ndata = data_lib.load_cached(ng.cfg.data, datasets)
                     ahead.submit(
