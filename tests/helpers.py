@@ -51,7 +51,8 @@ def cli_args(study: str, out: Path, sets: Mapping, grids: Mapping) -> list[str]:
 
 def sigkill_after(argv: Sequence[str], env: dict, where: Path, pattern: str) -> None:
     """Start argv and SIGKILL it as soon as a file matching `pattern` appears in `where` (a
-    checkpoint the run wrote); fails if the child exits first or nothing appears in 120 s."""
+    checkpoint the run wrote), or after 120 s if none does; fails if the child exits first.
+    Callers check that the run did not finish before the kill."""
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and not list(where.glob(pattern)):
